@@ -1,0 +1,55 @@
+# Everyday commands. `make baseline` and `make test` work as the very first command on a fresh
+# clone: every target depends on the virtualenv, which `setup` creates and installs into.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+STORE  := $(CURDIR)/mlruns
+
+.PHONY: setup data baseline cnn sweep ui test test-fast lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+data: setup  ## fetch MNIST into data/ and verify its checksums
+	$(PY) -m mnist_exp.data
+
+baseline: data  ## the tutorial's network, tracked in MLflow
+	$(PY) -m mnist_exp.run +experiment=baseline
+
+cnn: data
+	$(PY) -m mnist_exp.run +experiment=cnn
+
+sweep: data  ## hidden-layer width sweep: one parent run, five child runs
+	$(PY) -m mnist_exp.run --multirun +experiment=hidden_sweep
+
+ui: setup  ## the MLflow UI over mlruns/, on http://$(HOST):$(PORT)
+	@mkdir -p $(STORE)/artifacts
+	@echo "MLflow UI on http://$(HOST):$(PORT)  (Ctrl-C stops it)"
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
+		--default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
+
+test: setup  ## the whole suite, slow tests included (what CI runs)
+	$(PY) -m pytest
+
+test-fast: setup  ## skip the tests that train or sweep
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:  ## remove the venv, caches and Hydra outputs; keeps data/ and the MLflow store
+	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info

@@ -1,0 +1,215 @@
+"""The config schema: typed dataclasses registered in Hydra's ConfigStore.
+
+Hydra checks types, enum choices and unknown keys while it composes. Numeric ranges are not
+something OmegaConf can express, so they live in each field's metadata and `validate` checks them
+before any data is loaded or any model is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import CompactHydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# The editable install keeps the package in <repo>/src/mnist_exp, so the store and the data cache
+# resolve to the same absolute place whatever the working directory.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+MNIST_TRAIN_SIZE = 60_000
+MNIST_TEST_SIZE = 10_000
+IMAGE_SIZE = 28
+
+
+class ConfigError(CompactHydraException):
+    """A config value is out of range. Hydra prints it as one message, without a traceback."""
+
+
+def bounds(default: Any, *, lo: float | None = None, hi: float | None = None, hi_open=False):
+    """A dataclass field with an allowed range, checked by `validate`."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "hi_open": hi_open})
+
+
+class Source(enum.Enum):
+    cache = "cache"
+    keras = "keras"
+    mirror = "mirror"
+
+
+class Activation(enum.Enum):
+    relu = "relu"
+    gelu = "gelu"
+    tanh = "tanh"
+    sigmoid = "sigmoid"
+    elu = "elu"
+
+
+class Optimizer(enum.Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Padding(enum.Enum):
+    valid = "valid"
+    same = "same"
+
+
+@dataclass
+class DataConfig:
+    cache_dir: str = MISSING
+    # Tried in this order; the first that yields verified arrays wins.
+    sources: list[Source] = field(default_factory=lambda: [Source.cache, Source.keras, Source.mirror])
+    # First N images of each split, for quick runs and tests; null = all.
+    limit_train: int | None = bounds(None, lo=1, hi=MNIST_TRAIN_SIZE)
+    limit_test: int | None = bounds(None, lo=1, hi=MNIST_TEST_SIZE)
+
+
+@dataclass
+class ModelConfig:
+    family: str = MISSING
+
+
+@dataclass
+class DenseConfig(ModelConfig):
+    family: str = "dense"
+    hidden: int = bounds(128, lo=1)
+    layers: int = bounds(1, lo=0, hi=16)
+    dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)
+    activation: Activation = Activation.relu
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    family: str = "cnn"
+    filters: list[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = bounds(3, lo=1, hi=IMAGE_SIZE)
+    pool_size: int = bounds(2, lo=1, hi=IMAGE_SIZE)
+    padding: Padding = Padding.valid
+    dense: int = bounds(128, lo=0)
+    dropout: float = bounds(0.5, lo=0.0, hi=1.0, hi_open=True)
+    activation: Activation = Activation.relu
+
+
+@dataclass
+class TrainConfig:
+    optimizer: Optimizer = Optimizer.adam
+    learning_rate: float = bounds(0.001, lo=1e-8, hi=10.0)
+    batch_size: int = bounds(32, lo=1, hi=MNIST_TRAIN_SIZE)
+    epochs: int = bounds(10, lo=1, hi=1000)
+    validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
+
+
+@dataclass
+class TrackingConfig:
+    # Everything MLflow needs to find the store; excluded from the config hash.
+    uri: str = MISSING
+    artifact_location: str | None = None
+    experiment: str = "mnist"
+    misclassified_tiles: int = bounds(25, lo=1, hi=100)
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    train: TrainConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = bounds(42, lo=0, hi=2**31 - 1)
+
+
+def register_configs() -> None:
+    """Put the schema where conf/*.yaml can extend it (`/schema/<group>/<name>@_here_`)."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    cs.store(group="schema/data", name="mnist", node=DataConfig)
+    cs.store(group="schema/model", name="dense", node=DenseConfig)
+    cs.store(group="schema/model", name="cnn", node=CNNConfig)
+    cs.store(group="schema/train", name="default", node=TrainConfig)
+    cs.store(group="schema/tracking", name="default", node=TrackingConfig)
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+def _range_problems(node: Any, prefix: str) -> list[str]:
+    problems = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            problems += _range_problems(value, f"{key}.")
+            continue
+        lo, hi, hi_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("hi_open")
+        if value is None or (lo is None and hi is None):
+            continue
+        too_low = lo is not None and value < lo
+        too_high = hi is not None and (value >= hi if hi_open else value > hi)
+        if too_low or too_high:
+            upper = "" if hi is None else (f" and < {hi}" if hi_open else f" and <= {hi}")
+            problems.append(f"{key}={value}: must be >= {lo}{upper}")
+    return problems
+
+
+def _cnn_problems(model: CNNConfig) -> list[str]:
+    if not model.filters or min(model.filters) < 1:
+        return [f"model.filters={model.filters}: must list at least one positive filter count"]
+    size = IMAGE_SIZE
+    for block in range(1, len(model.filters) + 1):
+        if model.padding is Padding.valid:
+            size -= model.kernel_size - 1
+        size //= model.pool_size
+        if size < 1:
+            return [
+                f"model.filters={model.filters}: the 28x28 image shrinks to nothing after conv "
+                f"block {block} (kernel_size={model.kernel_size}, pool_size={model.pool_size}, "
+                f"padding={model.padding.value}); use fewer blocks or padding=same"
+            ]
+    return []
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Turn a composed config into typed objects, or raise ConfigError naming every bad key."""
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    typed: Config = OmegaConf.to_object(cfg)
+    problems = _range_problems(typed, "")
+    if isinstance(typed.model, CNNConfig):
+        problems += _cnn_problems(typed.model)
+    if not typed.data.sources:
+        problems.append("data.sources=[]: list at least one of cache, keras, mirror")
+    if not typed.tracking.experiment.strip():
+        problems.append("tracking.experiment: must not be empty")
+    if problems:
+        raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
+    return typed
+
+
+def run_name(cfg: Config, overrides: list[str] = ()) -> str:
+    """A name that says what differs, e.g. `dense-h128-d0.2` or `cnn-f32.64-k3 lr=0.01`."""
+    model = cfg.model
+    if isinstance(model, CNNConfig):
+        name = f"cnn-f{'.'.join(map(str, model.filters))}-k{model.kernel_size}"
+    else:
+        name = f"dense-h{model.hidden}" + (f"x{model.layers}" if model.layers != 1 else "")
+    if model.dropout:
+        name += f"-d{model.dropout:g}"
+    # Overrides outside the model group (lr, epochs, seed, ...) are what else differs in a sweep.
+    others = [o.lstrip("+~").split("=", 1) for o in overrides]
+    extras = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in others if k.split(".")[0] in ("train", "seed")]
+    return " ".join([name, *extras])
+
+
+def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
+    """The resolved config as plain Python values (enums as their names), hydra node excluded."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    out = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    out.pop("hydra", None)
+    return out
+
+
+register_configs()

@@ -1,0 +1,207 @@
+"""Everything MLflow: the store, the experiment, parent and child runs, params, metrics, artifacts.
+
+mlflow is imported inside functions: Hydra instantiates SweepParentRun on every start, and a
+config error should be reported without paying for mlflow's import.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_exp.config import PROJECT_ROOT, Config, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+# How a multirun hands its parent run to the jobs: environment variables reach launcher
+# subprocesses too, not only jobs run in this process.
+PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
+
+# Keys that say where things are stored or fetched from, not what was trained: left out of
+# params and of the config hash, so the same experiment hashes the same on any machine.
+NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config minus NOT_HYPERPARAMETERS: what a run is logged and hashed by."""
+    return {
+        key: value
+        for key, value in flatten(config).items()
+        if not any(key == skip or key.startswith(skip + ".") for skip in NOT_HYPERPARAMETERS)
+    }
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    canonical = json.dumps(hyperparameters(config), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def git_state() -> dict[str, str]:
+    """The commit the code came from, and whether the work tree had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": str(bool(git("status", "--porcelain")))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown"}
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
+    """Point MLflow at the store and experiment (creating them if needed); the experiment id."""
+    import mlflow
+
+    if cfg.uri.startswith("sqlite:///"):
+        Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.uri)
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is not None:
+        return mlflow.set_experiment(experiment_id=experiment.experiment_id).experiment_id
+    # A server decides where artifacts go; a local store keeps them beside the database.
+    location = cfg.artifact_location if is_local_store(cfg.uri) else None
+    if location:
+        location = Path(location).resolve().as_uri()
+    try:
+        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another job created it between our lookup and create.
+        experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
+    return mlflow.set_experiment(experiment_id=experiment_id).experiment_id
+
+
+@contextlib.contextmanager
+def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
+    """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
+
+    A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
+    """
+    import mlflow
+
+    tags = {"config_hash": config_hash(config), **git_state()}
+    run = mlflow.start_run(
+        run_name=run_name, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None, tags=tags
+    )
+    try:
+        mlflow.log_params(hyperparameters(config))
+        mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
+        yield run
+    except KeyboardInterrupt:
+        mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.log_text(traceback.format_exc(), "error.txt")
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def epoch_metrics_callback():
+    """MLflow's Keras callback: per-epoch loss/accuracy/val_* with step=epoch, model_summary.txt."""
+    import mlflow.keras
+
+    class EpochMetrics(mlflow.keras.MlflowCallback):
+        # Keras runs validation through evaluate(), which would log every epoch's val metrics a
+        # second time as `validation_*` at step 0; fit's own val_* already carry them per epoch.
+        def on_test_end(self, logs=None):
+            pass
+
+    return EpochMetrics()
+
+
+def log_results(metrics: dict[str, float], figures: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
+
+
+def log_file(path: str | Path) -> None:
+    import mlflow
+
+    if Path(path).is_file():
+        mlflow.log_artifact(str(path))
+
+
+def run_link(run: Any) -> str:
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    local = is_local_store(uri)
+    link = f"{'http://127.0.0.1:5000' if local else uri}/#/experiments/{run.info.experiment_id}"
+    return f"{link}/runs/{run.info.run_id}" + (" (start the UI with `make ui`)" if local else "")
+
+
+class SweepParentRun(Callback):
+    """Hydra callback: one MLflow parent run per multirun, ended with the sweep's outcome."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        experiment_id = use_experiment(config.tracking)
+        overrides = " ".join(config.hydra.overrides.task) or "(no overrides)"
+        sweep_params = config.hydra.sweeper.get("params") or {}
+        swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep {swept} {overrides}".replace(" (no overrides)", "").strip(),
+            tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
+        )
+        self.run_id = run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
+        atexit.register(self._end, interrupted=True)
+        log.info("Sweep parent run %s", self.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end(interrupted=False)
+
+    def _end(self, interrupted: bool) -> None:
+        if self.run_id is None:
+            return
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        children = client.search_runs(
+            [client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+        )
+        failed = any(child.info.status == "FAILED" for child in children)
+        status = "FAILED" if failed else ("KILLED" if interrupted else "FINISHED")
+        client.set_terminated(self.run_id, status)
+        log.info("Sweep parent run %s: %s, %d child runs", self.run_id, status, len(children))
+        os.environ.pop(PARENT_RUN_ENV, None)
+        self.run_id = None
