@@ -1,1 +1,1 @@
-"""mnist-exp: the Keras MNIST tutorial as tracked, sweepable experiments (Hydra + Keras + MLflow)."""
+"""mnist-exp: the Keras MNIST tutorial as tracked, sweepable Hydra + MLflow experiments."""

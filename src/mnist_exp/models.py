@@ -23,7 +23,7 @@ def build_dense(cfg: DenseConfig) -> keras.Model:
 
 
 def build_cnn(cfg: CNNConfig) -> keras.Model:
-    """Conv2D + MaxPooling2D per entry of `filters`, then Flatten -> [Dense] -> Dropout -> softmax."""
+    """Conv2D + MaxPooling2D per entry of `filters`, Flatten, [Dense], Dropout, softmax."""
     stack = [keras.Input(INPUT_SHAPE)]
     for filters in cfg.filters:
         stack.append(

@@ -24,9 +24,8 @@ def _image_grid(images: np.ndarray, titles: list[str], title: str, cols: int = 5
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, count: int = 25) -> Figure:
     """The tutorial's first figure: the first training images, with their labels."""
-    return _image_grid(
-        images[:count], [f"label {int(y)}" for y in labels[:count]], f"First {count} training images"
-    )
+    titles = [f"label {int(y)}" for y in labels[:count]]
+    return _image_grid(images[:count], titles, f"First {count} training images")
 
 
 def misclassified_grid(

@@ -1,8 +1,8 @@
 """The Hydra entry point: validate the config, then data -> model -> fit -> figures -> MLflow.
 
-    python -m mnist_exp.run                              # the tutorial's baseline
-    python -m mnist_exp.run model=cnn                    # the convolutional network
-    python -m mnist_exp.run -m model.hidden=64,128,256   # a sweep: one parent, three child runs
+python -m mnist_exp.run                              # the tutorial's baseline
+python -m mnist_exp.run model=cnn                    # the convolutional network
+python -m mnist_exp.run -m model.hidden=64,128,256   # a sweep: one parent, three child runs
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> float:
     name = run_name(typed, list(hydra_cfg.overrides.task))
     tracking.use_experiment(typed.tracking)
     with tracking.job_run(config, name) as run:
-        log.info("Run '%s' (%s) in experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
+        log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
         mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])
         prepared = data.prepare(mnist, typed.data.limit_train, typed.data.limit_test)
         log.info(
@@ -55,17 +55,19 @@ def main(cfg: DictConfig) -> float:
                 "samples.png": plots.sample_grid(mnist.x_train, mnist.y_train),
                 "accuracy_curve.png": plots.accuracy_curve(fitted.history),
                 "misclassified.png": plots.misclassified_grid(
-                    prepared.x_test, prepared.y_test, probabilities,
+                    prepared.x_test,
+                    prepared.y_test,
+                    probabilities,
                     typed.tracking.misclassified_tiles,
                 ),  # fmt: skip
             },
         )
-        # Hydra's log of this job, so the run keeps its console output too.
-        tracking.log_file(os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log"))
         log.info(
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
             scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),
         )  # fmt: skip
+        # Hydra's log of this job, so the run keeps its console output too.
+        tracking.log_file(os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log"))
     # What a hyperparameter sweeper maximises.
     return fitted.history.get("val_accuracy", [scores["test_accuracy"]])[-1]
 

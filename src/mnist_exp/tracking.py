@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_exp.config import PROJECT_ROOT, Config, TrackingConfig
+from mnist_exp.config import PROJECT_ROOT, TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
 # Keys that say where things are stored or fetched from, not what was trained: left out of
 # params and of the config hash, so the same experiment hashes the same on any machine.
 NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources")
+
+
+class TrackingUnavailable(CompactHydraException):
+    """The tracking server cannot be reached; raised before any training, so nothing is lost."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,7 +72,8 @@ def git_state() -> dict[str, str]:
         ).stdout.strip()
 
     try:
-        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": str(bool(git("status", "--porcelain")))}
+        dirty = bool(git("status", "--porcelain"))
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": str(dirty)}
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown"}
 
@@ -76,10 +82,29 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a server is not there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({reason}). Start one (`make ui` serves "
+            "the local store), fix tracking.uri / MLFLOW_TRACKING_URI, or unset both to use the "
+            "local SQLite store."
+        ) from None
+
+
 def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     """Point MLflow at the store and experiment (creating them if needed); the experiment id."""
     import mlflow
 
+    if cfg.uri.startswith(("http://", "https://")):
+        check_server(cfg.uri)
     if cfg.uri.startswith("sqlite:///"):
         Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.uri)
@@ -199,9 +224,14 @@ class SweepParentRun(Callback):
             [client.get_run(self.run_id).info.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
         )
-        failed = any(child.info.status == "FAILED" for child in children)
-        status = "FAILED" if failed else ("KILLED" if interrupted else "FINISHED")
-        client.set_terminated(self.run_id, status)
-        log.info("Sweep parent run %s: %s, %d child runs", self.run_id, status, len(children))
+        if not children:
+            # Stopped before any job started (e.g. a bad override): the parent records nothing.
+            client.delete_run(self.run_id)
+            log.info("Sweep parent run %s deleted: no job ran", self.run_id)
+        else:
+            failed = any(child.info.status == "FAILED" for child in children)
+            status = "FAILED" if failed else ("KILLED" if interrupted else "FINISHED")
+            client.set_terminated(self.run_id, status)
+            log.info("Sweep parent run %s: %s, %d child runs", self.run_id, status, len(children))
         os.environ.pop(PARENT_RUN_ENV, None)
         self.run_id = None

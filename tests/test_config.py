@@ -1,0 +1,171 @@
+"""Every config composes and validates; every bad override is refused, naming its key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig
+
+from mnist_exp.config import PROJECT_ROOT, CNNConfig, ConfigError, DenseConfig, run_name, validate
+from mnist_exp.tracking import config_hash
+
+CONF_DIR = PROJECT_ROOT / "conf"
+EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml"))
+GROUP_OPTIONS = [
+    f"{group.name}={option.stem}"
+    for group in sorted(CONF_DIR.iterdir())
+    if group.is_dir() and group.name != "experiment"
+    for option in sorted(group.glob("*.yaml"))
+]
+
+
+def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_presets_exist():
+    assert {"baseline", "hidden_sweep", "dropout_sweep", "cnn"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("override", GROUP_OPTIONS)
+def test_every_group_option_composes_and_validates(override):
+    validate(compose_config(override))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(name):
+    validate(compose_config(f"+experiment={name}"))
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n.endswith("_sweep")])
+def test_sweep_presets_sweep_valid_values(name):
+    cfg = compose_config(f"+experiment={name}", hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert params, f"{name} sets no hydra.sweeper.params"
+    for key, values in params.items():
+        for value in str(values).split(","):
+            validate(compose_config(f"+experiment={name}", f"{key}={value}"))
+
+
+def test_defaults_are_the_tutorial():
+    cfg = validate(compose_config())
+    assert isinstance(cfg.model, DenseConfig)
+    assert (cfg.model.hidden, cfg.model.layers, cfg.model.dropout) == (128, 1, 0.0)
+    assert cfg.model.activation.value == "relu"
+    assert cfg.train.optimizer.value == "adam"
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.validation_split) == (32, 10, 0.2)
+    assert cfg.data.limit_train is None and cfg.data.limit_test is None
+    assert validate(compose_config("+experiment=baseline")) == cfg
+
+
+def test_store_and_cache_are_absolute_under_the_repo(monkeypatch):
+    for var in ("MLFLOW_TRACKING_URI", "MNIST_EXP_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = validate(compose_config())
+    assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/mlruns/mlflow.db"
+    assert cfg.tracking.artifact_location == f"{PROJECT_ROOT}/mlruns/artifacts"
+    assert cfg.data.cache_dir == f"{PROJECT_ROOT}/data"
+
+
+def test_environment_variables_relocate_store_and_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    monkeypatch.setenv("MNIST_EXP_DATA_DIR", str(tmp_path))
+    cfg = validate(compose_config())
+    assert cfg.tracking.uri == "http://127.0.0.1:5999"
+    assert cfg.data.cache_dir == str(tmp_path)
+
+
+def test_cnn_config():
+    cfg = validate(compose_config("model=cnn"))
+    assert isinstance(cfg.model, CNNConfig)
+    assert cfg.model.filters == [32, 64]
+
+
+# Hydra refuses these while composing: wrong type, unknown key, unknown choice or group.
+COMPOSE_ERRORS = [
+    ("model.hidden=abc", "model.hidden"),
+    ("model.dropout=lots", "model.dropout"),
+    ("model.hiden=64", "hiden"),
+    ("trian.epochs=3", "trian"),
+    ("train.optimizer=adm", "adam, adamw, sgd, rmsprop"),
+    ("model.activation=relu6", "model.activation"),
+    ("data.sources=[cache,ftp]", "data.sources"),
+    ("model=cnn model.hidden=64", "hidden"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "named"), COMPOSE_ERRORS)
+def test_bad_override_is_refused_while_composing(overrides, named):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(*overrides.split())
+    assert named in f"{err.value} {err.value.__cause__}"
+
+
+def test_unknown_group_option_lists_the_choices():
+    with pytest.raises(MissingConfigException) as err:
+        compose_config("model=rnn")
+    assert "model/rnn" in str(err.value)
+    assert "cnn" in str(err.value) and "dense" in str(err.value)
+
+
+# These compose (the types are right) but are out of range: validate() refuses them.
+RANGE_ERRORS = [
+    ("model.dropout=1.5", "model.dropout=1.5: must be >= 0.0 and < 1.0"),
+    ("model.dropout=-0.1", "model.dropout=-0.1"),
+    ("model.hidden=0", "model.hidden=0: must be >= 1"),
+    ("train.epochs=-1", "train.epochs=-1: must be >= 1"),
+    ("train.epochs=0", "train.epochs=0"),
+    ("train.validation_split=1", "train.validation_split=1.0: must be >= 0.0 and < 1.0"),
+    ("train.batch_size=0", "train.batch_size=0"),
+    ("train.learning_rate=0", "train.learning_rate=0.0"),
+    ("data.limit_train=0", "data.limit_train=0"),
+    ("data.limit_test=20000", "data.limit_test=20000"),
+    ("data.sources=[]", "data.sources=[]"),
+    ("tracking.experiment=''", "tracking.experiment: must not be empty"),
+    ("model=cnn model.dropout=1", "model.dropout=1.0"),
+    ("model=cnn model.filters=[32,64,128,256]", "shrinks to nothing after conv block 4"),
+    ("model=cnn model.filters=[]", "model.filters=[]"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), RANGE_ERRORS)
+def test_out_of_range_value_is_refused_naming_key_and_range(overrides, message):
+    cfg = compose_config(*overrides.split())
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("model.hidden=0", "train.epochs=0"))
+    assert "model.hidden=0" in str(err.value) and "train.epochs=0" in str(err.value)
+
+
+def test_same_padding_allows_deep_cnns():
+    validate(compose_config("model=cnn", "model.filters=[8,8,8,8]", "model.padding=same"))
+
+
+def test_run_names_say_what_differs():
+    def name(*overrides: str) -> str:
+        return run_name(validate(compose_config(*overrides)), list(overrides))
+
+    assert name() == "dense-h128"
+    assert name("model.hidden=64", "model.dropout=0.2") == "dense-h64-d0.2"
+    assert name("model.layers=2") == "dense-h128x2"
+    assert name("model=cnn") == "cnn-f32.64-k3-d0.5"
+    assert name("train.learning_rate=0.01", "seed=3") == "dense-h128 learning_rate=0.01 seed=3"
+
+
+def test_config_hash_ignores_where_things_are_stored():
+    def hashed(*overrides: str) -> str:
+        cfg = compose_config(*overrides)
+        from mnist_exp.config import plain_dict
+
+        return config_hash(plain_dict(cfg))
+
+    assert hashed() == hashed("tracking.uri=sqlite:////elsewhere.db", "data.cache_dir=/tmp/x")
+    assert hashed() != hashed("model.hidden=64")
+    assert hashed() != hashed("seed=1")

