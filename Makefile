@@ -33,7 +33,7 @@ sweep: data  ## hidden-layer width sweep: one parent run, five child runs
 
 ui: setup  ## the MLflow UI over mlruns/, on http://$(HOST):$(PORT)
 	@mkdir -p $(STORE)/artifacts
-	@echo "MLflow UI on http://$(HOST):$(PORT)  (Ctrl-C stops it)"
+	@echo "MLflow UI: http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
 		--default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
 

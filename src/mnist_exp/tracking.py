@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # subprocesses too, not only jobs run in this process.
 PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; this one
+# opens the runs table with params, metrics, charts and artifacts.
+CLASSIC_ML_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
+
 # Keys that say where things are stored or fetched from, not what was trained: left out of
 # params and of the config hash, so the same experiment hashes the same on any machine.
 NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources")
@@ -116,7 +120,9 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     if location:
         location = Path(location).resolve().as_uri()
     try:
-        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        experiment_id = mlflow.create_experiment(
+            cfg.experiment, artifact_location=location, tags=CLASSIC_ML_EXPERIMENT
+        )
     except mlflow.exceptions.MlflowException:
         # Another job created it between our lookup and create.
         experiment_id = mlflow.get_experiment_by_name(cfg.experiment).experiment_id
@@ -183,8 +189,11 @@ def run_link(run: Any) -> str:
 
     uri = mlflow.get_tracking_uri()
     local = is_local_store(uri)
-    link = f"{'http://127.0.0.1:5000' if local else uri}/#/experiments/{run.info.experiment_id}"
-    return f"{link}/runs/{run.info.run_id}" + (" (start the UI with `make ui`)" if local else "")
+    base = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+    # Without workflowType, MLflow 3's UI opens in its GenAI (traces) mode.
+    link = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    link += "?workflowType=machine_learning"
+    return link + (" (start the UI with `make ui`)" if local else "")
 
 
 class SweepParentRun(Callback):
