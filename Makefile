@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 STORE  := $(CURDIR)/mlruns
 
-.PHONY: setup data baseline cnn sweep ui test test-fast lint format clean
+.PHONY: setup data baseline cnn sweep ui test test-fast bench lint format clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ test: setup  ## the whole suite, slow tests included (what CI runs)
 
 test-fast: setup  ## skip the tests that train or sweep
 	$(PY) -m pytest -m "not slow"
+
+bench: data  ## tutorial code vs mnist_exp.run, side by side (~10 min); writes bench/RESULTS.md
+	$(PY) bench/bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

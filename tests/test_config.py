@@ -60,6 +60,15 @@ def test_defaults_are_the_tutorial():
     assert validate(compose_config("+experiment=baseline")) == cfg
 
 
+def test_literal_training_is_the_tutorial_with_keras_dispatch():
+    fast, literal = validate(compose_config()), validate(compose_config("train=literal"))
+    assert (literal.train.steps_per_execution, literal.train.xla.value) == (1, "never")
+    assert literal.train.validation_batch_size is None
+    assert (fast.train.steps_per_execution, fast.train.xla.value) == (100, "auto")
+    same = ("optimizer", "learning_rate", "batch_size", "epochs", "validation_split")
+    assert all(getattr(fast.train, k) == getattr(literal.train, k) for k in same)
+
+
 def test_store_and_cache_are_absolute_under_the_repo(monkeypatch):
     for var in ("MLFLOW_TRACKING_URI", "MNIST_EXP_DATA_DIR"):
         monkeypatch.delenv(var, raising=False)
@@ -93,6 +102,7 @@ COMPOSE_ERRORS = [
     ("model.activation=relu6", "model.activation"),
     ("data.sources=[cache,ftp]", "data.sources"),
     ("model=cnn model.hidden=64", "hidden"),
+    ("train.xla=fast", "auto, always, never"),
 ]
 
 
@@ -120,6 +130,8 @@ RANGE_ERRORS = [
     ("train.validation_split=1", "train.validation_split=1.0: must be >= 0.0 and < 1.0"),
     ("train.batch_size=0", "train.batch_size=0"),
     ("train.learning_rate=0", "train.learning_rate=0.0"),
+    ("train.validation_batch_size=0", "train.validation_batch_size=0"),
+    ("train.steps_per_execution=0", "train.steps_per_execution=0: must be >= 1"),
     ("data.limit_train=0", "data.limit_train=0"),
     ("data.limit_test=20000", "data.limit_test=20000"),
     ("data.sources=[]", "data.sources=[]"),

@@ -22,7 +22,8 @@ from tests.test_data import NO_INDEX
 pytestmark = pytest.mark.slow
 
 TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds",
+                 "train_samples_per_second")  # fmt: skip
 ARTIFACTS = {"config.yaml", "model_summary.txt", "accuracy_curve.png", "misclassified.png",
              "samples.png", "run.log"}  # fmt: skip
 
@@ -63,6 +64,7 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     for metric in EPOCH_METRICS:
         history = client.get_metric_history(run.info.run_id, metric)
         assert sorted(m.step for m in history) == [0, 1], metric
+    assert not any(key.startswith("validation_") for key in run.data.metrics)  # no duplicates
     val_acc = [m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
     assert 0.5 < val_acc[-1] <= 1.0
     assert 0.8 < run.data.metrics["test_accuracy"] <= 1.0

@@ -11,7 +11,10 @@ from matplotlib.ticker import MaxNLocator
 
 def _image_grid(images: np.ndarray, titles: list[str], title: str, cols: int = 5) -> Figure:
     rows = max(1, math.ceil(len(images) / cols))
-    fig = Figure(figsize=(cols * 1.9, rows * 2.1 + 0.4), layout="constrained")
+    height = rows * 2.1 + 0.5
+    # Fixed spacing: a constrained layout would cost ~0.35 s per grid, every run.
+    fig = Figure(figsize=(cols * 1.9, height))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.01, top=1 - 0.5 / height, hspace=0.45)
     fig.suptitle(title)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:

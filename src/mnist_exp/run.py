@@ -46,8 +46,7 @@ def main(cfg: DictConfig) -> float:
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
         fitted = train.fit(model, prepared, typed.train, [tracking.epoch_metrics_callback()])
-        scores = train.evaluate(model, prepared)
-        probabilities = train.predict_probabilities(model, prepared.x_test)
+        scores, probabilities = train.evaluate(model, prepared)
 
         tracking.log_results(
             {**scores, "fit_seconds": fitted.seconds},

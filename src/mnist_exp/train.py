@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from mnist_exp.config import TrainConfig
+from mnist_exp.config import TrainConfig, Xla
 from mnist_exp.data import Prepared
 
 
@@ -24,11 +25,52 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` and `train_samples_per_second` to each epoch's logs.
+
+    Like Keras's own LearningRateScheduler adding `learning_rate`: every later callback (MLflow's,
+    History) then sees them as ordinary per-epoch metrics. Throughput counts the training part
+    of the epoch only, up to the start of validation.
+    """
+
+    def __init__(self, train_samples: int):
+        super().__init__()
+        self.train_samples = train_samples
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._train_seconds = None
+
+    def on_test_begin(self, logs=None):
+        if self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        logs["epoch_seconds"] = seconds
+        logs["train_samples_per_second"] = self.train_samples / (self._train_seconds or seconds)
+
+
+def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
+    if cfg.xla is Xla.auto:
+        # Measured on a 2-core CPU: XLA speeds the dense network up ~1.5x per epoch but makes
+        # the convolutional one ~2x slower.
+        return not any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    return cfg.xla is Xla.always
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     optimizer = keras.optimizers.get(
         {"class_name": cfg.optimizer.value, "config": {"learning_rate": cfg.learning_rate}}
     )
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        # Both change how the same steps are dispatched, not what they compute.
+        steps_per_execution=cfg.steps_per_execution,
+        jit_compile=uses_xla(model, cfg),
+    )
 
 
 def fit(
@@ -36,6 +78,8 @@ def fit(
 ) -> FitResult:
     # A progress bar in a terminal; one line per epoch in logs and CI, where bars become noise.
     verbose = 1 if sys.stdout.isatty() else 2
+    # Keras's own split point: the first ceil((1 - split) * n) images train.
+    train_samples = math.ceil(len(data.x_train) * (1 - cfg.validation_split))
     start = time.perf_counter()
     history = model.fit(
         data.x_train,
@@ -43,17 +87,22 @@ def fit(
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         validation_split=cfg.validation_split,
-        callbacks=callbacks or [],
+        validation_batch_size=cfg.validation_batch_size,
+        callbacks=[EpochTimer(train_samples), *(callbacks or [])],
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
     return FitResult({k: [float(v) for v in vs] for k, vs in history.history.items()}, seconds)
 
 
-def evaluate(model: keras.Model, data: Prepared) -> dict[str, float]:
-    loss, accuracy = model.evaluate(data.x_test, data.y_test_cat, verbose=0)
-    return {"test_loss": float(loss), "test_accuracy": float(accuracy)}
+def evaluate(model: keras.Model, data: Prepared) -> tuple[dict[str, float], np.ndarray]:
+    """Test loss and accuracy, and the per-image probabilities they come from.
 
-
-def predict_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return model.predict(x, batch_size=1024, verbose=0)
+    One pass over the test set: model.evaluate() followed by predict() would run it twice and
+    compile a second function. The loss and accuracy are Keras's own, as compile() uses them.
+    """
+    probabilities = model.predict(data.x_test, batch_size=1024, verbose=0)
+    loss = keras.losses.categorical_crossentropy(data.y_test_cat, probabilities)
+    correct = keras.metrics.categorical_accuracy(data.y_test_cat, probabilities)
+    scores = {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(correct))}
+    return scores, probabilities
