@@ -44,6 +44,11 @@ class Store:
     def overrides(self) -> list[str]:
         return [f"tracking.uri={self.uri}", f"tracking.artifact_location={self.root}/artifacts"]
 
+    def create(self) -> None:
+        """Create the database now: two processes creating one SQLite store race on its schema."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.client().search_experiments()
+
     def client(self):
         from mlflow import MlflowClient
 

@@ -162,9 +162,11 @@ def test_crashing_job_in_a_sweep_fails_the_parent_and_keeps_finished_runs(
 
 
 def test_ctrl_c_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir):
+    store.create()  # this test reads the store while the run writes it
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=2000",
-         "train.epochs=200", f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
+         "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun",
+         *store.overrides],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
