@@ -35,34 +35,27 @@ def augmentation(cfg: AugmentConfig) -> list[layers.Layer]:
     return stack
 
 
-def normalised(layer: layers.Layer, cfg: CNNConfig) -> list[layers.Layer]:
-    """`layer` with the activation; with batch_norm, BatchNormalization goes before it."""
+def activated(layer: type[layers.Layer], *args, cfg: CNNConfig, **kwargs) -> list[layers.Layer]:
+    """A Conv2D or Dense with the config's activation. With batch_norm, BatchNormalization goes
+    between the two, and the layer loses its bias: batch norm's own shift replaces it."""
     if not cfg.batch_norm:
-        return [layer]
-    return [layer, layers.BatchNormalization(), layers.Activation(cfg.activation.value)]
+        return [layer(*args, activation=cfg.activation.value, **kwargs)]
+    norm = [layers.BatchNormalization(), layers.Activation(cfg.activation.value)]
+    return [layer(*args, use_bias=False, **kwargs), *norm]
 
 
 def build_cnn(cfg: CNNConfig) -> keras.Model:
     """[augmentation], per entry of `filters`: Conv2D x convs_per_block + MaxPooling2D, Flatten,
     [Dense], Dropout, softmax."""
-    # Batch norm makes a layer's bias redundant, and the activation has to come after it.
-    activation = None if cfg.batch_norm else cfg.activation.value
     stack = [keras.Input(INPUT_SHAPE), *augmentation(cfg.augment)]
     for filters in cfg.filters:
         for _ in range(cfg.convs_per_block):
-            conv = layers.Conv2D(
-                filters,
-                cfg.kernel_size,
-                activation=activation,
-                padding=cfg.padding.value,
-                use_bias=not cfg.batch_norm,
-            )
-            stack += normalised(conv, cfg)
+            stack += activated(layers.Conv2D, filters, cfg.kernel_size, padding=cfg.padding.value,
+                               cfg=cfg)  # fmt: skip
         stack.append(layers.MaxPooling2D(cfg.pool_size))
     stack.append(layers.Flatten())
     if cfg.dense:
-        dense = layers.Dense(cfg.dense, activation=activation, use_bias=not cfg.batch_norm)
-        stack += normalised(dense, cfg)
+        stack += activated(layers.Dense, cfg.dense, cfg=cfg)
     if cfg.dropout:
         stack.append(layers.Dropout(cfg.dropout))
     stack.append(layers.Dense(NUM_CLASSES, activation="softmax"))
