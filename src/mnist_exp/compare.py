@@ -48,7 +48,10 @@ def select_runs(experiment: str, parent: str | None, every: bool):
     parent_ids = runs[PARENT_TAG] if PARENT_TAG in runs else pd.Series(dtype=object)
     if every:
         # A sweep's parent run holds no results of its own.
-        return runs[~runs.run_id.isin(set(parent_ids.dropna()))], None
+        results = runs[~runs.run_id.isin(set(parent_ids.dropna()))]
+        if results.empty:
+            fail(f"experiment '{experiment}' has no runs yet")
+        return results, None
     if parent is None:
         sweeps = runs.run_id[runs.run_id.isin(set(parent_ids.dropna()))]
         if sweeps.empty:
@@ -106,13 +109,12 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    val_curves = {
-        run_id: [m.value for m in sorted(history, key=lambda m: m.step)]
-        for run_id in runs.run_id
-        for history in [client.get_metric_history(run_id, "val_accuracy")]
-    }
+    val_curves = {}
+    for run_id in runs.run_id:
+        history = sorted(client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
+        val_curves[run_id] = [m.value for m in history]
     table = comparison_table(runs, val_curves)
-    labels = dict(zip(runs.run_id, run_labels(runs), strict=True))
+    labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: tracking.load_confusion_matrix(r) for r in table.run_id}
 
     out.mkdir(parents=True, exist_ok=True)
@@ -139,21 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=defaults.uri, help="default: %(default)s")
     args = parser.parse_args(argv)
 
-    tracking.use_store(args.tracking_uri)
+    try:
+        tracking.use_store(args.tracking_uri)
+    except tracking.TrackingUnavailable as err:
+        fail(str(err))
     runs, parent = select_runs(args.experiment, args.parent, args.all)
     out = args.out or PROJECT_ROOT / "outputs" / "compare" / (parent or f"{args.experiment}-all")
     table = write_comparison(runs, out)
 
     what = f"sweep {parent}" if parent else f"experiment '{args.experiment}'"
     print(f"{len(table)} runs of {what}, best validation accuracy first:\n")
-    print(for_reading(table).to_string(index=False))
+    shown = for_reading(table)
+    shown["run"] = shown["run"].str.ljust(shown["run"].str.len().max())  # names read left-aligned
+    print(shown.to_string(index=False, justify="left"))
     print(f"\nWrote {', '.join(FILES)} to {out}")
     if parent:
         tracking.log_comparison(parent, out, FILES)
         print(f"Logged them to the parent run {parent}, under comparison/")
     if args.register:
         best = table.iloc[0]
-        version = tracking.register_model(best.run_id, args.register)
+        try:
+            version = tracking.register_model(best.run_id, args.register)
+        except LookupError as err:
+            fail(str(err))
         print(
             f"Registered the model of {best.run} ({best.run_id}) as '{args.register}' version "
             f"{version}. Use it:\n  python -m mnist_exp.predict --model "

@@ -112,6 +112,9 @@ def misclassified_per_class(counts: dict[str, np.ndarray]) -> Figure:
     `counts` maps a run name to its confusion matrix.
     """
     fig = Figure(figsize=(min(16, 6 + 0.5 * len(counts)), 4.5), layout="constrained")
+    if not counts:
+        fig.text(0.5, 0.5, "No run logged confusion_matrix.json", ha="center", va="center")
+        return fig
     ax = fig.subplots()
     width = 0.8 / max(1, len(counts))
     for i, (name, matrix) in enumerate(counts.items()):

@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         image, truth = read_image(args.image), None
     else:
         image, truth = read_test_image(args.test_index, defaults.data.cache_dir)
-    tracking.use_store(args.tracking_uri)
+    try:
+        tracking.use_store(args.tracking_uri)
+    except tracking.TrackingUnavailable as err:
+        fail(str(err))
     probabilities = predict(args.model, image)
 
     for digit, p in enumerate(probabilities):

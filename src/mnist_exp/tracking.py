@@ -115,12 +115,12 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 
 
 def use_store(uri: str) -> None:
-    """Point MLflow at a store to read from (compare, predict), which must exist already."""
+    """Point MLflow at a store to read from (compare, predict); it must exist already."""
     import mlflow
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise SystemExit(f"error: no MLflow store at {uri.removeprefix('sqlite:///')}; "
-                         "run an experiment first, or pass --tracking-uri")  # fmt: skip
+        raise TrackingUnavailable(f"no MLflow store at {uri.removeprefix('sqlite:///')}; run "
+                                  "an experiment first, or pass --tracking-uri")  # fmt: skip
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
@@ -203,8 +203,8 @@ def log_results(metrics: dict[str, float], figures: dict[str, Any]) -> None:
 def log_confusion_matrix(counts: Any) -> None:
     import mlflow
 
-    mlflow.log_dict({"rows": "true digit", "columns": "predicted digit", "counts": counts.tolist()},
-                    CONFUSION_MATRIX_FILE)  # fmt: skip
+    described = {"rows": "true digit", "columns": "predicted digit", "counts": counts.tolist()}
+    mlflow.log_dict(described, CONFUSION_MATRIX_FILE)
 
 
 def load_confusion_matrix(run_id: str) -> Any | None:
@@ -245,6 +245,7 @@ def log_model(model: Any, x_example: Any, probabilities: Any) -> float:
 
     start = time.perf_counter()
     # MLflow checks the input example by predicting it, which would print a progress bar.
+    bars = keras.config.is_interactive_logging_enabled()
     keras.config.disable_interactive_logging()
     try:
         mlflow.models.Model.log(
@@ -257,7 +258,8 @@ def log_model(model: Any, x_example: Any, probabilities: Any) -> float:
             pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
         )
     finally:
-        keras.config.enable_interactive_logging()
+        if bars:
+            keras.config.enable_interactive_logging()
     seconds = time.perf_counter() - start
     mlflow.log_metric("log_model_seconds", seconds)
     return seconds
@@ -279,7 +281,7 @@ def register_model(run_id: str, name: str) -> str:
     outputs = mlflow.MlflowClient().get_run(run_id).outputs
     model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
     if not model_ids:
-        raise SystemExit(f"error: run {run_id} logged no model (it predates model logging)")
+        raise LookupError(f"run {run_id} logged no model (it predates model logging)")
     return mlflow.register_model(f"models:/{model_ids[-1]}", name).version
 
 
