@@ -95,3 +95,8 @@ def test_misclassified_per_class_puts_each_runs_bars_side_by_side():
     # The two runs' bars for a digit sit next to each other, not on top of each other.
     good_right_edge = bars["good"][4].get_x() + bars["good"][4].get_width()
     assert good_right_edge == pytest.approx(bars["bad"][4].get_x())
+
+
+def test_misclassified_per_class_without_counts_says_so():
+    fig = plots.misclassified_per_class({})
+    assert "No run logged confusion_matrix.json" in fig.texts[0].get_text()
