@@ -70,6 +70,23 @@ def cli_env(mnist_dir: Path, extra: dict[str, str] | None = None) -> dict[str, s
     return {**env, "MNIST_EXP_DATA_DIR": str(mnist_dir), **(extra or {})}
 
 
+def run_module(module: str, *args: str, cwd: Path, env: dict[str, str], merge=True, timeout=600):
+    """`python -m MODULE ARGS` as a user runs it; merge=True puts stderr into `.stdout`."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def hydra_dirs(root: Path) -> list[str]:
+    return [f"hydra.run.dir={root}/outputs", f"hydra.sweep.dir={root}/multirun"]
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path, mnist_dir: Path):
     """Run `python -m mnist_exp.run ARGS` as a user would, from a cwd outside the repo.
@@ -78,15 +95,33 @@ def run_cli(tmp_path: Path, mnist_dir: Path):
     """
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
-        hydra_dirs = [f"hydra.run.dir={tmp_path}/outputs", f"hydra.sweep.dir={tmp_path}/multirun"]
-        return subprocess.run(
-            [sys.executable, "-m", "mnist_exp.run", *args, *hydra_dirs],
-            cwd=tmp_path,
-            env=cli_env(mnist_dir, env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
+        return run_module("mnist_exp.run", *args, *hydra_dirs(tmp_path), cwd=tmp_path,
+                          env=cli_env(mnist_dir, env), timeout=timeout)  # fmt: skip
+
+    return run
+
+
+TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, mnist_dir: Path) -> Store:
+    """A store holding one real 3-run sweep (hidden 8, 16, 32), shared by the tests that only
+    read what it tracked."""
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    store = Store(root / "mlruns")
+    done = run_module("mnist_exp.run", "-m", "model.hidden=8,16,32", *TINY, *store.overrides,
+                      *hydra_dirs(root), cwd=root, env=cli_env(mnist_dir))  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    return store
+
+
+@pytest.fixture
+def run_tool(tmp_path: Path, mnist_dir: Path):
+    """Run `python -m mnist_exp.TOOL ARGS` against `store`; stdout and stderr kept apart."""
+
+    def run(tool: str, *args: str, store: Store):
+        return run_module(f"mnist_exp.{tool}", *args, "--tracking-uri", store.uri, cwd=tmp_path,
+                          env=cli_env(mnist_dir), merge=False)  # fmt: skip
 
     return run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -26,7 +28,7 @@ def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
 
 
 def test_presets_exist():
-    assert {"baseline", "hidden_sweep", "dropout_sweep", "cnn"} <= set(EXPERIMENTS)
+    assert {"baseline", "hidden_sweep", "dropout_sweep", "cnn", "best"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("override", GROUP_OPTIONS)
@@ -56,6 +58,7 @@ def test_defaults_are_the_tutorial():
     assert cfg.model.activation.value == "relu"
     assert cfg.train.optimizer.value == "adam"
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.validation_split) == (32, 10, 0.2)
+    assert cfg.train.lr_schedule.value == "constant" and cfg.train.early_stopping_patience is None
     assert cfg.data.limit_train is None and cfg.data.limit_test is None
     assert validate(compose_config("+experiment=baseline")) == cfg
 
@@ -90,6 +93,16 @@ def test_cnn_config():
     cfg = validate(compose_config("model=cnn"))
     assert isinstance(cfg.model, CNNConfig)
     assert cfg.model.filters == [32, 64]
+    assert (cfg.model.convs_per_block, cfg.model.batch_norm) == (1, False)
+    assert not any(dataclasses.astuple(cfg.model.augment))
+
+
+def test_best_preset_is_a_regularised_cnn_with_schedule_and_early_stopping():
+    cfg = validate(compose_config("+experiment=best"))
+    assert isinstance(cfg.model, CNNConfig) and cfg.model.batch_norm
+    assert all(dataclasses.astuple(cfg.model.augment))
+    assert cfg.train.lr_schedule.value == "cosine" and cfg.train.early_stopping_patience
+    assert cfg.train.validation_split == 0.2  # early stopping needs it; the test set stays unseen
 
 
 # Hydra refuses these while composing: wrong type, unknown key, unknown choice or group.
@@ -103,6 +116,9 @@ COMPOSE_ERRORS = [
     ("data.sources=[cache,ftp]", "data.sources"),
     ("model=cnn model.hidden=64", "hidden"),
     ("train.xla=fast", "auto, always, never"),
+    ("train.lr_schedule=step", "constant, cosine"),
+    ("model=cnn model.batch_norm=maybe", "model.batch_norm"),
+    ("model=cnn model.augment.shear=0.1", "shear"),
 ]
 
 
@@ -139,6 +155,19 @@ RANGE_ERRORS = [
     ("model=cnn model.dropout=1", "model.dropout=1.0"),
     ("model=cnn model.filters=[32,64,128,256]", "shrinks to nothing after conv block 4"),
     ("model=cnn model.filters=[]", "model.filters=[]"),
+    ("model=cnn model.convs_per_block=0", "model.convs_per_block=0: must be >= 1 and <= 4"),
+    ("model=cnn model.convs_per_block=5", "model.convs_per_block=5"),
+    ("model=cnn model.convs_per_block=4 model.filters=[8,8,8]", "after conv block 3"),
+    ("model=cnn model.augment.rotation=-5", "augment.rotation=-5.0: must be >= 0.0 and <= 180"),
+    ("model=cnn model.augment.rotation=181", "model.augment.rotation=181.0"),
+    ("model=cnn model.augment.translation=1", "augment.translation=1.0: must be >= 0.0 and < 1"),
+    ("model=cnn model.augment.zoom=-0.1", "model.augment.zoom=-0.1"),
+    ("model=cnn model.augment.zoom=1.5", "model.augment.zoom=1.5"),
+    ("train.early_stopping_patience=0", "train.early_stopping_patience=0: must be >= 1"),
+    (
+        "train.early_stopping_patience=3 train.validation_split=0",
+        "needs train.validation_split > 0",
+    ),
 ]
 
 
@@ -168,6 +197,7 @@ def test_run_names_say_what_differs():
     assert name("model.hidden=64", "model.dropout=0.2") == "dense-h64-d0.2"
     assert name("model.layers=2") == "dense-h128x2"
     assert name("model=cnn") == "cnn-f32.64-k3-d0.5"
+    assert name("+experiment=best") == "cnn-f32.64x2-k3-bn-aug-d0.4"
     assert name("train.learning_rate=0.01", "seed=3") == "dense-h128 learning_rate=0.01 seed=3"
 
 

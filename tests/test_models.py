@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mnist_exp.config import CNNConfig, DenseConfig, Padding
-from mnist_exp.models import build_model
+from mnist_exp.config import AugmentConfig, CNNConfig, DenseConfig, Padding
+from mnist_exp.models import augmentation, build_model
 
 
 def layer_types(model: keras.Model) -> list[str]:
@@ -42,3 +42,25 @@ def test_cnn_same_padding_and_no_dense_head():
     assert "Dropout" not in layer_types(model)
     probabilities = model.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cnn_with_batch_norm_stacks_conv_norm_activation_and_drops_the_bias():
+    model = build_model(CNNConfig(filters=[8, 16], convs_per_block=2, padding=Padding.same,
+                                  batch_norm=True, dense=32))  # fmt: skip
+    conv_block = ["Conv2D", "BatchNormalization", "Activation"] * 2 + ["MaxPooling2D"]
+    assert layer_types(model) == [*conv_block, *conv_block, "Flatten",
+        "Dense", "BatchNormalization", "Activation", "Dropout", "Dense"]  # fmt: skip
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 8, 16, 16]
+    assert not any(c.use_bias for c in convs)  # batch norm's shift replaces it
+
+
+def test_augmentation_transforms_while_training_only():
+    cfg = CNNConfig(augment=AugmentConfig(rotation=15, translation=0.1, zoom=0.1))
+    model = build_model(cfg)
+    assert layer_types(model)[:3] == ["RandomRotation", "RandomTranslation", "RandomZoom"]
+    augment = keras.Sequential(augmentation(cfg.augment))
+    digit = np.zeros((1, 28, 28, 1), np.float32)
+    digit[0, 6:22, 12:16] = 1.0  # a "1"
+    np.testing.assert_array_equal(augment(digit, training=False), digit)
+    assert not np.allclose(augment(digit, training=True), digit)

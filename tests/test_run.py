@@ -6,6 +6,7 @@ artifacts, statuses, and what a failure leaves behind.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -13,19 +14,22 @@ import sys
 import time
 
 import matplotlib.image
+import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import cli_env
+from tests.conftest import TINY, cli_env
 from tests.test_data import NO_INDEX
 
 pytestmark = pytest.mark.slow
 
-TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds",
                  "train_samples_per_second")  # fmt: skip
 ARTIFACTS = {"config.yaml", "model_summary.txt", "accuracy_curve.png", "misclassified.png",
-             "samples.png", "run.log"}  # fmt: skip
+             "samples.png", "run.log", "loss_curve.png", "confusion_matrix.png",
+             "confusion_matrix.json"}  # fmt: skip
+FIGURES = ("accuracy_curve.png", "loss_curve.png", "confusion_matrix.png", "misclassified.png",
+           "samples.png")  # fmt: skip
 
 
 def artifact_text(client, run, path: str) -> str:
@@ -74,13 +78,19 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     artifacts = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id)}
     assert set(artifacts) >= ARTIFACTS
     assert all(artifacts[name] > 0 for name in ARTIFACTS)
-    for png in ("accuracy_curve.png", "misclassified.png", "samples.png"):
+    for png in FIGURES:
         image = matplotlib.image.imread(client.download_artifacts(run.info.run_id, png))
         assert image.shape[0] > 100 and image.shape[1] > 100
     config = yaml.safe_load(artifact_text(client, run, "config.yaml"))
     assert config["model"]["hidden"] == 128 and config["train"]["epochs"] == 2
     summary = artifact_text(client, run, "model_summary.txt")
     assert "Dense" in summary and "101,770" in summary
+    counts = json.loads(artifact_text(client, run, "confusion_matrix.json"))["counts"]
+    assert np.array(counts).shape == (10, 10) and np.sum(counts) == 500
+    assert np.trace(counts) / 500 == pytest.approx(run.data.metrics["test_accuracy"])
+    (logged,) = client.get_run(run.info.run_id).outputs.model_outputs
+    assert client.get_logged_model(logged.model_id).name == "model"
+    assert 0 < run.data.metrics["log_model_seconds"] < 30
     assert "MNIST loaded from cache" in artifact_text(client, run, "run.log")
     assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
 
@@ -101,18 +111,34 @@ def test_cnn_run(run_cli, store):
     assert run.info.run_name == "cnn-f8.16-k3-d0.5 epochs=1"
 
 
-def test_multirun_is_one_parent_with_a_child_per_job(run_cli, store):
-    done = run_cli("-m", "model.hidden=16,32", *TINY, *store.overrides)
+def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store):
+    done = run_cli("+experiment=best", "data.limit_train=1000", "data.limit_test=200",
+                   "train.epochs=3", *store.overrides)  # fmt: skip
     assert done.returncode == 0, done.stdout
-    runs = store.runs()
-    assert len(runs) == 3
+    assert "Restoring model weights from the end of the best epoch" in done.stdout
+    (run,) = store.runs()
+    assert run.info.run_name == "cnn-f32.64x2-k3-bn-aug-d0.4 epochs=3"
+    assert run.data.params["model.augment.rotation"] == "10.0"
+    assert run.data.params["train.early_stopping_patience"] == "5"
+    rates = store.client().get_metric_history(run.info.run_id, "learning_rate")
+    cosine = [0.003 * (1 + np.cos(np.pi * epoch / 3)) / 2 for epoch in range(3)]
+    assert [m.value for m in sorted(rates, key=lambda m: m.step)] == pytest.approx(cosine)
+    summary = artifact_text(store.client(), run, "model_summary.txt")
+    assert "RandomRotation" in summary and "BatchNormalization" in summary
+
+
+def test_multirun_is_one_parent_with_a_child_per_job(tiny_sweep):
+    runs = tiny_sweep.runs()
+    assert len(runs) == 4
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = children_of(runs, parent)
     assert parent.info.status == "FINISHED"
-    assert "model.hidden=16,32" in parent.info.run_name
-    assert sorted(c.data.params["model.hidden"] for c in children) == ["16", "32"]
-    assert {c.info.run_name for c in children} == {"dense-h16 epochs=1", "dense-h32 epochs=1"}
+    assert "model.hidden=8,16,32" in parent.info.run_name
+    assert sorted(int(c.data.params["model.hidden"]) for c in children) == [8, 16, 32]
+    assert {c.info.run_name for c in children} == {f"dense-h{h} epochs=1" for h in (8, 16, 32)}
     assert all(c.info.status == "FINISHED" for c in children)
+    # Keras numbers a process's later optimizers (adam_1, ...): the jobs must not differ by that.
+    assert {c.data.params["optimizer_name"] for c in children} == {"adam"}
 
 
 def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):

@@ -67,6 +67,11 @@ class Padding(enum.Enum):
     same = "same"
 
 
+class LRSchedule(enum.Enum):
+    constant = "constant"
+    cosine = "cosine"  # from learning_rate down to 0 over train.epochs, set once per epoch
+
+
 @dataclass
 class DataConfig:
     cache_dir: str = MISSING
@@ -92,9 +97,20 @@ class DenseConfig(ModelConfig):
 
 
 @dataclass
+class AugmentConfig:
+    # Random per-image transforms; Keras applies them while fitting only, never when predicting.
+    rotation: float = bounds(0.0, lo=0.0, hi=180.0)  # degrees, either way
+    translation: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # fraction of the image side
+    zoom: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # fraction in or out
+
+
+@dataclass
 class CNNConfig(ModelConfig):
     family: str = "cnn"
     filters: list[int] = field(default_factory=lambda: [32, 64])
+    convs_per_block: int = bounds(1, lo=1, hi=4)  # Conv2D layers before each pooling
+    batch_norm: bool = False  # BatchNormalization after every Conv2D and the dense head
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     kernel_size: int = bounds(3, lo=1, hi=IMAGE_SIZE)
     pool_size: int = bounds(2, lo=1, hi=IMAGE_SIZE)
     padding: Padding = Padding.valid
@@ -110,6 +126,10 @@ class TrainConfig:
     batch_size: int = bounds(32, lo=1, hi=MNIST_TRAIN_SIZE)
     epochs: int = bounds(10, lo=1, hi=1000)
     validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
+    lr_schedule: LRSchedule = LRSchedule.constant
+    # Stop after this many epochs without a better val_accuracy, keeping the best epoch's
+    # weights; null = train all epochs.
+    early_stopping_patience: int | None = bounds(None, lo=1, hi=1000)
     # Speed only, the math is the same: batches run per call into TensorFlow, and XLA.
     steps_per_execution: int = bounds(100, lo=1, hi=100_000)
     xla: Xla = Xla.auto
@@ -174,13 +194,14 @@ def _cnn_problems(model: CNNConfig) -> list[str]:
     size = IMAGE_SIZE
     for block in range(1, len(model.filters) + 1):
         if model.padding is Padding.valid:
-            size -= model.kernel_size - 1
+            size -= (model.kernel_size - 1) * model.convs_per_block
         size //= model.pool_size
         if size < 1:
             return [
                 f"model.filters={model.filters}: the 28x28 image shrinks to nothing after conv "
                 f"block {block} (kernel_size={model.kernel_size}, pool_size={model.pool_size}, "
-                f"padding={model.padding.value}); use fewer blocks or padding=same"
+                f"convs_per_block={model.convs_per_block}, padding={model.padding.value}); "
+                "use fewer blocks or padding=same"
             ]
     return []
 
@@ -195,6 +216,11 @@ def validate(cfg: DictConfig) -> Config:
     problems = _range_problems(typed, "")
     if isinstance(typed.model, CNNConfig):
         problems += _cnn_problems(typed.model)
+    if typed.train.early_stopping_patience and not typed.train.validation_split:
+        problems.append(
+            "train.early_stopping_patience: watches val_accuracy, so it needs "
+            "train.validation_split > 0"
+        )
     if not typed.data.sources:
         problems.append("data.sources=[]: list at least one of cache, keras, mirror")
     if not typed.tracking.experiment.strip():
@@ -211,7 +237,10 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
     """A name that says what differs, e.g. `dense-h128-d0.2` or `cnn-f32.64-k3 lr=0.01`."""
     model = cfg.model
     if isinstance(model, CNNConfig):
-        name = f"cnn-f{'.'.join(map(str, model.filters))}-k{model.kernel_size}"
+        name = f"cnn-f{'.'.join(map(str, model.filters))}"
+        name += f"x{model.convs_per_block}" if model.convs_per_block != 1 else ""
+        name += f"-k{model.kernel_size}" + ("-bn" if model.batch_norm else "")
+        name += "-aug" if any(dataclasses.astuple(model.augment)) else ""
     else:
         name = f"dense-h{model.hidden}" + (f"x{model.layers}" if model.layers != 1 else "")
     if model.dropout:
@@ -220,6 +249,15 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
     others = [o.lstrip("+~").split("=", 1) for o in overrides]
     extras = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in others if k.split(".")[0] in EXTRA_KEYS]
     return " ".join([name, *extras])
+
+
+def default_config() -> Config:
+    """What a plain `python -m mnist_exp.run` uses (honouring MLFLOW_TRACKING_URI and
+    MNIST_EXP_DATA_DIR): the store and data cache the other CLIs default to."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return validate(compose("config"))
 
 
 def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:

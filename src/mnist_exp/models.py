@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from mnist_exp.config import IMAGE_SIZE, CNNConfig, DenseConfig, ModelConfig
+from mnist_exp.config import IMAGE_SIZE, AugmentConfig, CNNConfig, DenseConfig, ModelConfig
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -22,19 +22,40 @@ def build_dense(cfg: DenseConfig) -> keras.Model:
     return keras.Sequential(stack, name="dense")
 
 
+def augmentation(cfg: AugmentConfig) -> list[layers.Layer]:
+    """Keras preprocessing layers: they transform while fitting and pass images through unchanged
+    in evaluate/predict. Areas moved in from outside the image are filled black, like MNIST's."""
+    stack = []
+    if cfg.rotation:
+        stack.append(layers.RandomRotation(cfg.rotation / 360, fill_mode="constant"))
+    if cfg.translation:
+        stack.append(layers.RandomTranslation(cfg.translation, cfg.translation, "constant"))
+    if cfg.zoom:
+        stack.append(layers.RandomZoom(cfg.zoom, fill_mode="constant"))
+    return stack
+
+
+def activated(layer: type[layers.Layer], *args, cfg: CNNConfig, **kwargs) -> list[layers.Layer]:
+    """A Conv2D or Dense with the config's activation. With batch_norm, BatchNormalization goes
+    between the two, and the layer loses its bias: batch norm's own shift replaces it."""
+    if not cfg.batch_norm:
+        return [layer(*args, activation=cfg.activation.value, **kwargs)]
+    norm = [layers.BatchNormalization(), layers.Activation(cfg.activation.value)]
+    return [layer(*args, use_bias=False, **kwargs), *norm]
+
+
 def build_cnn(cfg: CNNConfig) -> keras.Model:
-    """Conv2D + MaxPooling2D per entry of `filters`, Flatten, [Dense], Dropout, softmax."""
-    stack = [keras.Input(INPUT_SHAPE)]
+    """[augmentation], per entry of `filters`: Conv2D x convs_per_block + MaxPooling2D, Flatten,
+    [Dense], Dropout, softmax."""
+    stack = [keras.Input(INPUT_SHAPE), *augmentation(cfg.augment)]
     for filters in cfg.filters:
-        stack.append(
-            layers.Conv2D(
-                filters, cfg.kernel_size, activation=cfg.activation.value, padding=cfg.padding.value
-            )
-        )
+        for _ in range(cfg.convs_per_block):
+            stack += activated(layers.Conv2D, filters, cfg.kernel_size, padding=cfg.padding.value,
+                               cfg=cfg)  # fmt: skip
         stack.append(layers.MaxPooling2D(cfg.pool_size))
     stack.append(layers.Flatten())
     if cfg.dense:
-        stack.append(layers.Dense(cfg.dense, activation=cfg.activation.value))
+        stack += activated(layers.Dense, cfg.dense, cfg=cfg)
     if cfg.dropout:
         stack.append(layers.Dropout(cfg.dropout))
     stack.append(layers.Dense(NUM_CLASSES, activation="softmax"))

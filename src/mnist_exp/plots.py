@@ -53,18 +53,81 @@ def misclassified_grid(
     return _image_grid(images[shown], titles, title)
 
 
-def accuracy_curve(history: dict[str, list[float]]) -> Figure:
-    """Train and validation accuracy per epoch."""
+def _curves(series: dict[str, list[float]], ylabel: str, title: str) -> Figure:
+    """One line per named series, plotted against epochs 1, 2, ..."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
-        if key in history:
-            epochs = np.arange(1, len(history[key]) + 1)
-            ax.plot(epochs, history[key], marker="o", label=label)
+    for label, values in series.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy per epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return fig
+
+
+def _train_and_validation(history: dict[str, list[float]], metric: str) -> dict[str, list[float]]:
+    keys = {"train": metric, "validation": f"val_{metric}"}
+    return {label: history[key] for label, key in keys.items() if key in history}
+
+
+def accuracy_curve(history: dict[str, list[float]]) -> Figure:
+    """Train and validation accuracy per epoch."""
+    return _curves(_train_and_validation(history, "accuracy"), "accuracy", "Accuracy per epoch")
+
+
+def loss_curve(history: dict[str, list[float]]) -> Figure:
+    """Train and validation loss per epoch: a widening gap is overfitting."""
+    return _curves(_train_and_validation(history, "loss"), "loss", "Loss per epoch")
+
+
+def validation_curves(curves: dict[str, list[float]]) -> Figure:
+    """Validation accuracy per epoch of several runs, overlaid; keys are run names."""
+    return _curves(curves, "validation accuracy", "Validation accuracy per epoch")
+
+
+def confusion_matrix(counts: np.ndarray) -> Figure:
+    """Test images per (true, predicted) digit; the off-diagonal cells are the mistakes."""
+    classes = np.arange(len(counts))
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    # A log scale, so a handful of mistakes still shows beside the ~1000 correct per digit.
+    ax.imshow(np.log1p(counts), cmap="Blues")
+    dark = np.log1p(counts) > np.log1p(counts.max()) / 2
+    for (true, pred), count in np.ndenumerate(counts):
+        if count:
+            color = "white" if dark[true, pred] else "black"
+            ax.text(pred, true, str(count), ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(classes)
+    ax.set_yticks(classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    mistakes = counts.sum() - np.trace(counts)
+    ax.set_title(f"Confusion matrix: {mistakes} of {counts.sum()} test images wrong")
+    return fig
+
+
+def misclassified_per_class(counts: dict[str, np.ndarray]) -> Figure:
+    """Side by side per digit, one bar per run: how many test images of that digit it got wrong.
+
+    `counts` maps a run name to its confusion matrix.
+    """
+    fig = Figure(figsize=(min(16, 6 + 0.5 * len(counts)), 4.5), layout="constrained")
+    if not counts:
+        fig.text(0.5, 0.5, "No run logged confusion_matrix.json", ha="center", va="center")
+        return fig
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(counts))
+    for i, (name, matrix) in enumerate(counts.items()):
+        wrong = matrix.sum(axis=1) - np.diag(matrix)
+        offset = (i - (len(counts) - 1) / 2) * width  # the group of bars centred on the digit
+        ax.bar(np.arange(len(wrong)) + offset, wrong, width, label=name)
+    ax.set_xticks(np.arange(10))
+    ax.set_xlabel("true digit")
+    ax.set_ylabel("misclassified test images")
+    ax.set_title("Misclassified test images per digit")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     return fig

@@ -47,12 +47,15 @@ def main(cfg: DictConfig) -> float:
         train.compile_model(model, typed.train)
         fitted = train.fit(model, prepared, typed.train, [tracking.epoch_metrics_callback()])
         scores, probabilities = train.evaluate(model, prepared)
+        confusion = train.confusion_matrix(prepared.y_test, probabilities)
 
         tracking.log_results(
             {**scores, "fit_seconds": fitted.seconds},
             {
                 "samples.png": plots.sample_grid(mnist.x_train, mnist.y_train),
                 "accuracy_curve.png": plots.accuracy_curve(fitted.history),
+                "loss_curve.png": plots.loss_curve(fitted.history),
+                "confusion_matrix.png": plots.confusion_matrix(confusion),
                 "misclassified.png": plots.misclassified_grid(
                     prepared.x_test,
                     prepared.y_test,
@@ -61,6 +64,9 @@ def main(cfg: DictConfig) -> float:
                 ),  # fmt: skip
             },
         )
+        tracking.log_confusion_matrix(confusion)
+        seconds = tracking.log_model(model, prepared.x_test[:2], probabilities[:2])
+        log.info("Model logged in %.1fs", seconds)
         log.info(
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
             scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),

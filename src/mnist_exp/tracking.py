@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import subprocess
+import time
 import traceback
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,15 @@ CLASSIC_ML_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
 # Keys that say where things are stored or fetched from, not what was trained: left out of
 # params and of the config hash, so the same experiment hashes the same on any machine.
 NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources")
+
+# Per run: the counts compare.py reads back, and the name the model is logged under
+# (`runs:/<run id>/model`).
+CONFUSION_MATRIX_FILE = "confusion_matrix.json"
+MODEL_NAME = "model"
+
+# The model's requirements, pinned to the installed versions: MLflow would otherwise infer them
+# by loading the model in a subprocess, which costs seconds per run.
+MODEL_REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy")
 
 
 class TrackingUnavailable(CompactHydraException):
@@ -101,6 +112,18 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             "the local store), fix tracking.uri / MLFLOW_TRACKING_URI, or unset both to use the "
             "local SQLite store."
         ) from None
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow at a store to read from (compare, predict); it must exist already."""
+    import mlflow
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingUnavailable(f"no MLflow store at {uri.removeprefix('sqlite:///')}; run "
+                                  "an experiment first, or pass --tracking-uri")  # fmt: skip
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    mlflow.set_tracking_uri(uri)
 
 
 def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
@@ -175,6 +198,87 @@ def log_results(metrics: dict[str, float], figures: dict[str, Any]) -> None:
     mlflow.log_metrics(metrics)
     for name, figure in figures.items():
         mlflow.log_figure(figure, name)
+
+
+def log_confusion_matrix(counts: Any) -> None:
+    import mlflow
+
+    described = {"rows": "true digit", "columns": "predicted digit", "counts": counts.tolist()}
+    mlflow.log_dict(described, CONFUSION_MATRIX_FILE)
+
+
+def load_confusion_matrix(run_id: str) -> Any | None:
+    """A run's counts[true, predicted], or None for a run logged without them."""
+    import mlflow
+    import numpy as np
+
+    try:
+        logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFUSION_MATRIX_FILE}")
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return np.array(logged["counts"])
+
+
+def _keras_flavor() -> Any:
+    """mlflow.keras, except that the model directory exists before save_model writes the input
+    example into it: with an input example, mlflow.keras.log_model fails on a missing directory
+    (mlflow/mlflow#16183, still open in 3.17). Drop this once that is fixed."""
+    import mlflow.keras
+
+    def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        # Model.log passes its own validate_serving_input on to the flavour; keras's has no use.
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+    return types.SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
+
+
+def log_model(model: Any, x_example: Any, probabilities: Any) -> float:
+    """The trained Keras model, loadable with mlflow.pyfunc.load_model; the seconds it took.
+
+    The signature and input example come from a few test images and the model's output for them.
+    """
+    from importlib.metadata import version
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    start = time.perf_counter()
+    mlflow.models.Model.log(
+        artifact_path=None,
+        name=MODEL_NAME,
+        flavor=_keras_flavor(),
+        model=model,
+        signature=infer_signature(x_example, probabilities),
+        input_example=x_example,
+        pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
+        # MLflow would load the model back to predict the example, printing Keras progress bars
+        # into the run log; tests/test_tracking.py checks that round trip instead.
+        validate_serving_input=False,
+    )
+    seconds = time.perf_counter() - start
+    mlflow.log_metric("log_model_seconds", seconds)
+    return seconds
+
+
+def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) -> None:
+    """A sweep's comparison, into its parent run's artifacts under comparison/."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name in files:
+        client.log_artifact(parent_run_id, str(directory / name), "comparison")
+
+
+def register_model(run_id: str, name: str) -> str:
+    """Register the model a run logged as a new version of `name`; the version number."""
+    import mlflow
+
+    outputs = mlflow.MlflowClient().get_run(run_id).outputs
+    model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    if not model_ids:
+        raise LookupError(f"run {run_id} logged no model (it predates model logging)")
+    return mlflow.register_model(f"models:/{model_ids[-1]}", name).version
 
 
 def log_file(path: str | Path) -> None:

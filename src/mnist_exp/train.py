@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from mnist_exp.config import TrainConfig, Xla
-from mnist_exp.data import Prepared
+from mnist_exp.config import LRSchedule, TrainConfig, Xla
+from mnist_exp.data import NUM_CLASSES, Prepared
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,13 @@ def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+    # A fixed name: Keras would number a process's later optimizers adam_1, adam_2, ..., and a
+    # tracker that logs the optimizer's config would show sweep jobs differing by that name.
     optimizer = keras.optimizers.get(
-        {"class_name": cfg.optimizer.value, "config": {"learning_rate": cfg.learning_rate}}
+        {
+            "class_name": cfg.optimizer.value,
+            "config": {"learning_rate": cfg.learning_rate, "name": cfg.optimizer.value},
+        }
     )
     model.compile(
         optimizer=optimizer,
@@ -73,9 +78,31 @@ def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
     )
 
 
+def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
+    """The callbacks the train config asks for: learning-rate schedule, early stopping."""
+    callbacks = []
+    if cfg.lr_schedule is LRSchedule.cosine:
+        cosine = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs)
+        # Per epoch rather than per batch, so the rate lands in the logs as `learning_rate`.
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: float(cosine(epoch))))
+    if cfg.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=cfg.early_stopping_patience,
+                restore_best_weights=True,
+                verbose=1,  # says in the run log which epoch it stopped at and which it kept
+            )
+        )
+    return callbacks
+
+
 def fit(
     model: keras.Model, data: Prepared, cfg: TrainConfig, callbacks: list | None = None
 ) -> FitResult:
+    """model.fit as the tutorial calls it; the config's callbacks run before the caller's, so
+    those (e.g. a tracker) see the learning rate in the epoch's logs."""
     # A progress bar in a terminal; one line per epoch in logs and CI, where bars become noise.
     verbose = 1 if sys.stdout.isatty() else 2
     # Keras's own split point: the first ceil((1 - split) * n) images train.
@@ -88,7 +115,7 @@ def fit(
         epochs=cfg.epochs,
         validation_split=cfg.validation_split,
         validation_batch_size=cfg.validation_batch_size,
-        callbacks=[EpochTimer(train_samples), *(callbacks or [])],
+        callbacks=[EpochTimer(train_samples), *training_callbacks(cfg), *(callbacks or [])],
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
@@ -106,3 +133,10 @@ def evaluate(model: keras.Model, data: Prepared) -> tuple[dict[str, float], np.n
     correct = keras.metrics.categorical_accuracy(data.y_test_cat, probabilities)
     scores = {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(correct))}
     return scores, probabilities
+
+
+def confusion_matrix(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """counts[true, predicted] over the ten digits."""
+    y_pred = probabilities.argmax(axis=1)
+    pairs = np.bincount(y_true.astype(int) * NUM_CLASSES + y_pred, minlength=NUM_CLASSES**2)
+    return pairs.reshape(NUM_CLASSES, NUM_CLASSES)

@@ -1,0 +1,141 @@
+"""Predict a digit with a tracked model: from an image file, or one MNIST test image.
+
+python -m mnist_exp.predict --model models:/mnist-best/latest --image digit.png
+python -m mnist_exp.predict --model runs:/<run id>/model --test-index 0
+
+Any MLflow model URI works. An image of any size or colour is made to look like MNIST: grayscale,
+white digit on black (a dark-on-light scan is inverted), the digit scaled to fit a 20x20 box and
+placed by its centre of mass in the 28x28 frame, as MNIST's digits were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# TensorFlow's C++ start-up chatter would bury the answer; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from mnist_exp import tracking  # noqa: E402
+from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE, default_config  # noqa: E402
+
+DIGIT_BOX = 20  # MNIST's digits fit in 20x20, centred by mass in 28x28
+INK = 0.2  # of the darkest-to-lightest range: fainter pixels (paper texture) don't widen the box
+
+
+def fail(message: str):
+    raise SystemExit(f"error: {message}")
+
+
+def mnist_like(image: Image.Image) -> np.ndarray:
+    """A (28, 28) float32 image in [0, 1], white digit on black, or ValueError if blank."""
+    if "A" in image.getbands() or image.mode == "P":
+        # Transparent pixels count as white paper under the digit.
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    edges = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    # The border is background: light there means a dark digit on paper, which MNIST inverts.
+    paper = np.median(edges)
+    ink = np.clip(paper - gray if paper > 127 else gray - paper, 0, None)
+    if ink.max() == 0:
+        raise ValueError("no digit found: the image is one flat colour")
+    ink /= ink.max()
+    rows, cols = np.nonzero(ink > INK)
+    digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = DIGIT_BOX / max(digit.shape)
+    size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
+    small = Image.fromarray(np.uint8(digit * 255)).resize(size, Image.Resampling.LANCZOS)
+    small = np.asarray(small, dtype=np.float32) / 255
+    # Its centre of mass goes to pixel (14, 14), where MNIST has it, without leaving the frame.
+    mass = small.sum()
+    centre_y = (small.sum(axis=1) @ np.arange(small.shape[0])) / mass
+    centre_x = (small.sum(axis=0) @ np.arange(small.shape[1])) / mass
+    top = int(np.clip(round(IMAGE_SIZE / 2 - centre_y), 0, IMAGE_SIZE - small.shape[0]))
+    left = int(np.clip(round(IMAGE_SIZE / 2 - centre_x), 0, IMAGE_SIZE - small.shape[1]))
+    frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return frame
+
+
+def read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:
+            return mnist_like(image)
+    except UnidentifiedImageError:
+        fail(f"{path}: not an image file Pillow can read")
+    except ValueError as err:
+        fail(f"{path}: {err}")
+
+
+def read_test_image(index: int, cache_dir: str) -> tuple[np.ndarray, int]:
+    """MNIST test image `index` as the model saw it in training, and its true label."""
+    from mnist_exp import data
+
+    if not 0 <= index < MNIST_TEST_SIZE:
+        fail(f"--test-index {index}: out of range; MNIST has test images 0..{MNIST_TEST_SIZE - 1}")
+    try:
+        mnist = data.load_mnist(cache_dir)
+    except data.DataError as err:
+        fail(str(err).splitlines()[0])
+    return mnist.x_test[index].astype(np.float32) / 255, int(mnist.y_test[index])
+
+
+def predict(model_uri: str, image: np.ndarray) -> np.ndarray:
+    """The model's ten probabilities for one (28, 28) image in [0, 1]."""
+    import mlflow
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as err:
+        fail(f"cannot load model '{model_uri}': {str(err).splitlines()[0]}")
+    import keras  # only now: a bad URI is reported without TensorFlow's start-up
+
+    keras.config.disable_interactive_logging()  # no progress bar for one image
+    return np.asarray(model.predict(image[np.newaxis, ..., np.newaxis]))[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = default_config()
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="models:/NAME/VERSION, runs:/ID/model, ...")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", type=Path, help="an image file of one digit")
+    what.add_argument("--test-index", type=int, metavar="N", help="MNIST test image N")
+    parser.add_argument(
+        "--tracking-uri", default=defaults.tracking.uri, help="default: %(default)s"
+    )
+    args = parser.parse_args(argv)
+
+    # The input is checked before the model loads: a typo should not cost TensorFlow's start-up.
+    if args.image is not None:
+        image, truth = read_image(args.image), None
+    else:
+        image, truth = read_test_image(args.test_index, defaults.data.cache_dir)
+    try:
+        tracking.use_store(args.tracking_uri)
+    except tracking.TrackingUnavailable as err:
+        fail(str(err))
+    probabilities = predict(args.model, image)
+
+    for digit, p in enumerate(probabilities):
+        print(f"  {digit}  {p:.4f}  {'#' * round(p * 40)}")
+    predicted = int(probabilities.argmax())
+    source = args.image or f"MNIST test image {args.test_index}"
+    line = f"{source}: predicted {predicted} (p={probabilities[predicted]:.4f})"
+    if truth is not None:
+        line += f", true label {truth}" + (" (correct)" if truth == predicted else " (WRONG)")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

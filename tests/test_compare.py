@@ -1,0 +1,120 @@
+"""The compare CLI over a real tiny sweep: table, files, the parent's artifacts, the registry.
+
+One sweep (hidden 8, 16, 32) and one `compare --register` serve every test here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mnist_exp.compare import FILES
+from mnist_exp.train import confusion_matrix
+from tests.conftest import Store, cli_env, run_module
+
+REGISTERED = "tiny-best"
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_sweep: Store, tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("compare")
+    done = run_module("mnist_exp.compare", "--out", str(out), "--register", REGISTERED,
+                      "--tracking-uri", tiny_sweep.uri, cwd=out, env=cli_env(mnist_dir),
+                      merge=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done, out
+
+
+def children(store: Store):
+    return [r for r in store.runs() if "mlflow.parentRunId" in r.data.tags]
+
+
+@pytest.mark.slow
+def test_table_has_a_row_per_run_best_first_and_only_the_params_that_differ(compared, tiny_sweep):
+    done, out = compared
+    table = pd.read_csv(out / "runs.csv")
+    assert list(table.columns) == ["run", "model.hidden", "best_val_accuracy", "test_accuracy",
+                                   "epochs", "fit_seconds", "status", "run_id"]  # fmt: skip
+    runs = {r.info.run_id: r for r in children(tiny_sweep)}
+    assert set(table.run_id) == set(runs)
+    assert table.best_val_accuracy.is_monotonic_decreasing
+    for row in table.to_dict("records"):
+        run = runs[row["run_id"]]
+        assert row["run"] == run.info.run_name
+        assert str(row["model.hidden"]) == run.data.params["model.hidden"]
+        # One epoch, so its last val_accuracy is its best.
+        assert row["best_val_accuracy"] == run.data.metrics["val_accuracy"]
+        assert row["test_accuracy"] == run.data.metrics["test_accuracy"]
+        assert (row["epochs"], row["status"]) == (1, "FINISHED")
+
+    printed = done.stdout.splitlines()
+    header = next(line for line in printed if line.strip().startswith("run"))
+    assert "model.hidden" in header and "model.layers" not in header
+    assert "optimizer" not in header and "train.epochs" not in header
+    rows = printed[printed.index(header) + 1 :][:3]
+    assert [line.split()[-1] for line in rows] == list(table.run_id)  # same order as the CSV
+    markdown = (out / "runs.md").read_text().splitlines()
+    assert len(markdown) == 5 and markdown[0].startswith("| run | model.hidden |")
+
+
+@pytest.mark.slow
+def test_comparison_files_are_written_and_logged_to_the_parent_run(compared, tiny_sweep):
+    _, out = compared
+    (parent,) = [r for r in tiny_sweep.runs() if "mlflow.parentRunId" not in r.data.tags]
+    logged = tiny_sweep.client().list_artifacts(parent.info.run_id, "comparison")
+    assert {a.path for a in logged} == {f"comparison/{name}" for name in FILES}
+    assert all(a.file_size > (10_000 if a.path.endswith(".png") else 100) for a in logged)
+    assert all((out / name).stat().st_size > 0 for name in FILES)
+
+
+@pytest.mark.slow
+def test_registered_best_model_loads_back_and_predicts_as_the_trained_model(
+    compared, tiny_sweep, mnist
+):
+    import mlflow
+
+    done, out = compared
+    best = pd.read_csv(out / "runs.csv").iloc[0]
+    assert f"as '{REGISTERED}' version 1" in done.stdout
+    (version,) = tiny_sweep.client().search_model_versions(f"name = '{REGISTERED}'")
+    assert version.run_id == best.run_id
+
+    mlflow.set_tracking_uri(tiny_sweep.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/latest")
+    x_test = (mnist.x_test[:200].astype(np.float32) / 255)[..., np.newaxis]
+    probabilities = np.asarray(model.predict(x_test))
+    # The run logged its confusion matrix from the trained Keras model's own predictions.
+    logged = tiny_sweep.client().download_artifacts(best.run_id, "confusion_matrix.json")
+    with open(logged) as f:
+        expected = np.array(json.load(f)["counts"])
+    np.testing.assert_array_equal(confusion_matrix(mnist.y_test[:200], probabilities), expected)
+    assert np.trace(expected) / 200 == pytest.approx(best.test_accuracy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--parent", "0123abc"], "error: --parent 0123abc: no such run in experiment 'mnist'"),
+     (["--experiment", "nope"], "error: no experiment 'nope' in sqlite:///")],
+)  # fmt: skip
+def test_bad_choice_of_runs_is_one_clear_line(run_tool, tiny_sweep, args, message):
+    done = run_tool("compare", *args, store=tiny_sweep)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_is_not_a_sweep_is_refused(run_tool, tiny_sweep):
+    child = children(tiny_sweep)[0].info.run_id
+    done = run_tool("compare", "--parent", child, store=tiny_sweep)
+    assert done.returncode == 1
+    assert f"--parent {child}: run has no child runs, so it is not a sweep" in done.stderr
+
+
+def test_an_empty_store_says_so(run_tool, store):
+    done = run_tool("compare", store=store)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: no MLflow store at {store.root}/mlflow.db" in done.stderr
