@@ -133,7 +133,7 @@ def test_multirun_is_one_parent_with_a_child_per_job(tiny_sweep):
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = children_of(runs, parent)
     assert parent.info.status == "FINISHED"
-    assert "model.hidden=8,16,32" in parent.info.run_name
+    assert parent.info.run_name.startswith("sweep model.hidden=8,16,32 ")
     assert sorted(int(c.data.params["model.hidden"]) for c in children) == [8, 16, 32]
     assert {c.info.run_name for c in children} == {f"dense-h{h} epochs=1" for h in (8, 16, 32)}
     assert all(c.info.status == "FINISHED" for c in children)

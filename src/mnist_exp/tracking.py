@@ -310,12 +310,12 @@ class SweepParentRun(Callback):
         from mlflow import MlflowClient
 
         experiment_id = use_experiment(config.tracking)
-        overrides = " ".join(config.hydra.overrides.task) or "(no overrides)"
+        overrides = " ".join(config.hydra.overrides.task)
         sweep_params = config.hydra.sweeper.get("params") or {}
         swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
         run = MlflowClient().create_run(
             experiment_id,
-            run_name=f"sweep {swept} {overrides}".replace(" (no overrides)", "").strip(),
+            run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
             tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
         )
         self.run_id = run.info.run_id
