@@ -171,23 +171,43 @@ def test_job_that_cannot_get_data_is_recorded_failed_with_its_error(run_cli, sto
     assert run.data.params["model.hidden"] == "128"  # what was being tried is kept
 
 
-def test_crashing_job_in_a_sweep_fails_the_parent_and_keeps_finished_runs(
-    run_cli, store, tmp_path, mnist_dir
-):
+def test_a_crashing_job_does_not_stop_the_sweep(run_cli, store, tmp_path, mnist_dir):
     empty = tmp_path / "no-data"
-    done = run_cli("-m", f"data.cache_dir={mnist_dir},{empty}", "data.sources=[cache]", *TINY,
+    done = run_cli("-m", f"data.cache_dir={empty},{mnist_dir}", "data.sources=[cache]", *TINY,
                    *store.overrides)  # fmt: skip
     assert done.returncode != 0
     runs = store.runs()
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = sorted(children_of(runs, parent), key=lambda r: r.info.start_time)
-    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+    assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
     assert parent.info.status == "FAILED"
-    assert "test_accuracy" in children[0].data.metrics
-    assert "does not exist" in artifact_text(store.client(), children[1], "error.txt")
+    assert "test_accuracy" in children[1].data.metrics
+    assert "does not exist" in artifact_text(store.client(), children[0], "error.txt")
+    assert "1 finished, 1 failed, 0 killed, 0 skipped" in done.stdout
+    assert f"FAILED   {children[0].info.run_id}" in done.stdout
 
 
-def test_ctrl_c_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir):
+def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
+    sweep = ["-m", "model.hidden=8,16", *TINY, *store.overrides]
+    assert run_cli(*sweep).returncode == 0
+    client = store.client()
+    (lost,) = [r for r in store.runs() if r.data.params.get("model.hidden") == "16"]
+    client.delete_run(lost.info.run_id)
+
+    again = run_cli(*sweep)
+    assert again.returncode == 0, again.stdout
+    assert "Skipping 'dense-h8 epochs=1'" in again.stdout
+    assert "1 finished, 0 failed, 0 killed, 1 skipped" in again.stdout
+    trained = [r for r in store.runs() if "model.hidden" in r.data.params]
+    assert sorted(r.data.params["model.hidden"] for r in trained) == ["16", "8"]
+
+    forced = run_cli(*sweep, "tracking.rerun=true")
+    assert "2 finished, 0 failed, 0 killed, 0 skipped" in forced.stdout
+    assert len([r for r in store.runs() if "model.hidden" in r.data.params]) == 4
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir, sig):
     store.create()  # this test reads the store while the run writes it
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=2000",
@@ -204,7 +224,7 @@ def test_ctrl_c_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir):
                 break  # training is under way
             time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()[0]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -145,6 +145,8 @@ class TrackingConfig:
     artifact_location: str | None = None
     experiment: str = "mnist"
     misclassified_tiles: int = bounds(25, lo=1, hi=100)
+    # In a sweep, a job whose config already has a FINISHED run here is skipped unless true.
+    rerun: bool = False
 
 
 @dataclass

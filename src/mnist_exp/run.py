@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 # TensorFlow's C++ start-up chatter hides our own output; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from mnist_exp.config import plain_dict, run_name, validate  # noqa: E402
+from mnist_exp.config import Config, plain_dict, run_name, validate  # noqa: E402
 
 log = logging.getLogger("mnist_exp")
+
+
+def stop_on_sigterm(signum, frame):
+    # `kill` and job schedulers send SIGTERM: handled like Ctrl-C, so the run is marked KILLED.
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
@@ -27,12 +35,37 @@ def main(cfg: DictConfig) -> float:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import data, models, plots, tracking, train
+    from mnist_exp import tracking
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     hydra_cfg = HydraConfig.get()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
     tracking.use_experiment(typed.tracking)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return train_and_log(typed, config, name)
+
+    # In a sweep: skip what is already done, and let one failing job not stop the others.
+    done = None if typed.tracking.rerun else tracking.finished_run_like(config)
+    if done is not None:
+        log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
+                 name, done.info.run_id)  # fmt: skip
+        tracking.note_skipped(name, done.info.run_id)
+        return done.data.metrics.get("val_accuracy", float("nan"))
+    try:
+        return train_and_log(typed, config, name)
+    except Exception as err:
+        log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
+                  name, type(err).__name__, err)  # fmt: skip
+        return float("nan")
+
+
+def train_and_log(typed: Config, config: dict, name: str) -> float:
+    """One tracked run: data, model, fit, evaluation, figures and model into MLflow."""
+    from mnist_exp import data, models, plots, tracking, train
+
+    hydra_cfg = HydraConfig.get()
     with tracking.job_run(config, name) as run:
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
         mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])

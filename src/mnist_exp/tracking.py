@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 import traceback
 import types
@@ -35,6 +36,9 @@ PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; this one
 # opens the runs table with params, metrics, charts and artifacts.
 CLASSIC_ML_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
+
+# A parent run's tag per skipped job: skipped.<run id that had already finished it> = job name.
+SKIPPED_TAG = "skipped."
 
 # Keys that say where things are stored or fetched from, not what was trained: left out of
 # params and of the config hash, so the same experiment hashes the same on any machine.
@@ -177,6 +181,28 @@ def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def finished_run_like(config: dict[str, Any]) -> Any | None:
+    """A FINISHED run of the current experiment with this config's hash, if there is one."""
+    import mlflow
+
+    found = mlflow.search_runs(
+        filter_string=f"tags.config_hash = '{config_hash(config)}' and "
+        "attributes.status = 'FINISHED'",
+        max_results=1,
+        output_format="list",
+    )
+    return found[0] if found else None
+
+
+def note_skipped(run_name: str, finished_run_id: str) -> None:
+    """Tell the sweep's parent run that a job was skipped, for its end-of-sweep summary."""
+    from mlflow import MlflowClient
+
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        MlflowClient().set_tag(parent, f"{SKIPPED_TAG}{finished_run_id}", run_name)
 
 
 def epoch_metrics_callback():
@@ -325,26 +351,50 @@ class SweepParentRun(Callback):
         log.info("Sweep parent run %s", self.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end(interrupted=False)
+        if self._end(interrupted=False) == "FAILED":
+            # The jobs caught their own errors so the sweep could go on; the exit code says so.
+            sys.exit(1)
 
-    def _end(self, interrupted: bool) -> None:
+    def _end(self, interrupted: bool) -> str | None:
         if self.run_id is None:
-            return
+            return None
         from mlflow import MlflowClient
 
         client = MlflowClient()
+        parent = client.get_run(self.run_id)
         children = client.search_runs(
-            [client.get_run(self.run_id).info.experiment_id],
+            [parent.info.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            order_by=["attributes.start_time ASC"],
         )
-        if not children:
+        skipped = {
+            key.removeprefix(SKIPPED_TAG): name
+            for key, name in parent.data.tags.items()
+            if key.startswith(SKIPPED_TAG)
+        }
+        status = None
+        if not children and not skipped:
             # Stopped before any job started (e.g. a bad override): the parent records nothing.
             client.delete_run(self.run_id)
             log.info("Sweep parent run %s deleted: no job ran", self.run_id)
         else:
-            failed = any(child.info.status == "FAILED" for child in children)
-            status = "FAILED" if failed else ("KILLED" if interrupted else "FINISHED")
+            statuses = [child.info.status for child in children]
+            if "FAILED" in statuses:
+                status = "FAILED"
+            else:
+                status = "KILLED" if interrupted or "KILLED" in statuses else "FINISHED"
             client.set_terminated(self.run_id, status)
-            log.info("Sweep parent run %s: %s, %d child runs", self.run_id, status, len(children))
+            log.info(
+                "Sweep %s (parent run %s): %d finished, %d failed, %d killed, %d skipped",
+                status, self.run_id, statuses.count("FINISHED"), statuses.count("FAILED"),
+                statuses.count("KILLED"), len(skipped),
+            )  # fmt: skip
+            for child in children:
+                if child.info.status != "FINISHED":
+                    log.info("  %-8s %s  %s", child.info.status, child.info.run_id,
+                             child.info.run_name)  # fmt: skip
+            for run_id, name in skipped.items():
+                log.info("  SKIPPED  %s  %s (already finished)", run_id, name)
         os.environ.pop(PARENT_RUN_ENV, None)
         self.run_id = None
+        return status
