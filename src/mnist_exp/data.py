@@ -258,11 +258,11 @@ def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m mnist_exp.data`: fetch and verify MNIST into the cache, and say from where."""
-    from mnist_exp.config import PROJECT_ROOT
+    from mnist_exp.config import default_config
 
-    default_dir = os.environ.get("MNIST_EXP_DATA_DIR", str(PROJECT_ROOT / "data"))
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--cache-dir", default=default_dir)
+    # The run's own default (conf/data/mnist.yaml: MNIST_EXP_DATA_DIR, else <repo>/data).
+    parser.add_argument("--cache-dir", default=default_config().data.cache_dir)
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
