@@ -4,11 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-HOST   ?= 127.0.0.1
 PORT   ?= 5000
-STORE  := $(CURDIR)/mlruns
 
-.PHONY: setup data baseline cnn best sweep compare register ui test test-fast bench lint format clean
+.PHONY: setup data baseline cnn best sweep sweep-parallel compare register ui server test test-fast bench bench-sweep lint format clean
 
 setup: $(STAMP)
 
@@ -16,7 +14,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
@@ -41,11 +39,15 @@ register: setup  ## register the latest sweep's best model: make register NAME=m
 	@test -n "$(NAME)" || { echo "usage: make register NAME=<model name> [ARGS=--all]" >&2; exit 2; }
 	$(PY) -m mnist_exp.compare --register $(NAME) $(ARGS)
 
-ui: setup  ## the MLflow UI over mlruns/, on http://$(HOST):$(PORT)
-	@mkdir -p $(STORE)/artifacts
-	@echo "MLflow UI: http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
-		--default-artifact-root $(STORE)/artifacts --host $(HOST) --port $(PORT)
+ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:$(PORT)
+	$(PY) -m mnist_exp.server --port $(PORT)
+
+server: ui  ## the same process: `make server`, then add tracking=server to runs in other terminals
+
+sweep-parallel: data  ## a sweep 2 jobs at a time, logged through a server this target starts and stops
+	$(PY) -m mnist_exp.server --port 0 -- \
+		$(PY) -m mnist_exp.run --multirun hydra/launcher=parallel tracking=server \
+		$(if $(ARGS),$(ARGS),+experiment=hidden_sweep)
 
 test: setup  ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest
@@ -55,6 +57,9 @@ test-fast: setup  ## skip the tests that train or sweep
 
 bench: data  ## tutorial code vs mnist_exp.run, side by side (~10 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
+
+bench-sweep: data  ## sweep throughput, one job at a time vs two (~5 min); appends to bench/RESULTS.md
+	$(PY) bench/sweep_throughput.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

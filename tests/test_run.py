@@ -187,6 +187,20 @@ def test_a_crashing_job_does_not_stop_the_sweep(run_cli, store, tmp_path, mnist_
     assert f"FAILED   {children[0].info.run_id}" in done.stdout
 
 
+def test_a_job_whose_loss_turns_nan_is_failed_and_the_sweep_goes_on(run_cli, store):
+    # Three ReLU layers under plain SGD at rate 10 blow up to inf, then NaN, within an epoch.
+    done = run_cli("-m", "model.layers=3", "train.optimizer=sgd", "train.learning_rate=10,0.01",
+                   *TINY, *store.overrides)  # fmt: skip
+    assert done.returncode != 0
+    runs = store.runs()
+    (diverged,) = [r for r in runs if r.data.params.get("train.learning_rate") == "10.0"]
+    (fine,) = [r for r in runs if r.data.params.get("train.learning_rate") == "0.01"]
+    assert (diverged.info.status, fine.info.status) == ("FAILED", "FINISHED")
+    error = artifact_text(store.client(), diverged, "error.txt")
+    assert "TrainingDiverged" in error and "lower train.learning_rate" in error
+    assert "1 finished, 1 failed, 0 killed, 0 skipped" in done.stdout
+
+
 def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
     sweep = ["-m", "model.hidden=8,16", *TINY, *store.overrides]
     assert run_cli(*sweep).returncode == 0

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from mnist_exp import data, train
-from mnist_exp.config import CNNConfig, DenseConfig, LRSchedule, Optimizer, TrainConfig, Xla
+from mnist_exp.config import (
+    CNNConfig,
+    DenseConfig,
+    LRSchedule,
+    Optimizer,
+    Precision,
+    TrainConfig,
+    Xla,
+)
 from mnist_exp.models import build_model
 
 
@@ -116,3 +124,25 @@ def test_confusion_matrix_counts_true_digit_by_predicted_digit():
     counts = train.confusion_matrix(y_true, probabilities)
     assert counts.shape == (10, 10) and counts.sum() == 6
     assert (counts[0, 0], counts[0, 1], counts[1, 1], counts[9, 9], counts[9, 4]) == (1, 1, 1, 2, 1)
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_and_still_gives_float32_probabilities(small):
+    train.set_precision(Precision.mixed_bfloat16)
+    try:
+        model = build_model(CNNConfig(filters=[8], dense=16))
+    finally:
+        train.set_precision(Precision.float32)  # the policy is process-wide
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
+    train.compile_model(model, TrainConfig(epochs=1))
+    fitted = train.fit(model, small, TrainConfig(epochs=1))
+    scores, probabilities = train.evaluate(model, small)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert fitted.history["val_accuracy"][0] > 0.3 and scores["test_accuracy"] > 0.3  # chance: 0.1
+
+
+def test_a_loss_that_turns_nan_stops_training_with_a_clear_error(small):
+    cfg = TrainConfig(optimizer=Optimizer.sgd, learning_rate=10.0, epochs=3)
+    with pytest.raises(train.TrainingDiverged, match="became nan in epoch 1 .* lower train.learn"):
+        fit_once(small, cfg, DenseConfig(layers=3))  # three ReLU layers blow up at this rate

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from mnist_exp.config import Config, plain_dict, run_name, validate  # noqa: E402
 
@@ -37,6 +37,7 @@ def main(cfg: DictConfig) -> float:
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
     from mnist_exp import tracking
 
+    # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_on_sigterm)
     hydra_cfg = HydraConfig.get()
@@ -61,21 +62,40 @@ def main(cfg: DictConfig) -> float:
         return float("nan")
 
 
+def cores_per_job(launcher: DictConfig) -> int | None:
+    """The cores a job may use: what Ray reserved for it, or this machine's cores shared out
+    among the jobs joblib runs at once; None when jobs run one at a time (TensorFlow then uses
+    them all)."""
+    reserved = OmegaConf.select(launcher, "ray.remote.num_cpus")  # hydra-ray-launcher
+    if reserved:
+        return max(1, int(reserved))
+    n_jobs = launcher.get("n_jobs") or 1  # hydra-joblib-launcher; -1 means one per core
+    cores = os.cpu_count() or 1
+    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
+    return max(1, cores // parallel) if parallel > 1 else None
+
+
 def train_and_log(typed: Config, config: dict, name: str) -> float:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow."""
     from mnist_exp import data, models, plots, tracking, train
 
     hydra_cfg = HydraConfig.get()
+    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
     with tracking.job_run(config, name) as run:
+        if threads:
+            train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
         mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])
         prepared = data.prepare(mnist, typed.data.limit_train, typed.data.limit_test)
         log.info(
-            "Training %s on %d images (%.0f%% held out for validation), testing on %d",
+            "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
+            "TensorFlow threads: %s",
             name, len(prepared.x_train), typed.train.validation_split * 100, len(prepared.x_test),
+            threads or "all cores",
         )  # fmt: skip
 
         train.set_seed(typed.seed)
+        train.set_precision(typed.train.precision)
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
         fitted = train.fit(model, prepared, typed.train, [tracking.epoch_metrics_callback()])
@@ -111,4 +131,7 @@ def train_and_log(typed: Config, config: dict, name: str) -> float:
 
 
 if __name__ == "__main__":
+    # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
+    # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     main()

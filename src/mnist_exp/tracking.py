@@ -40,9 +40,13 @@ CLASSIC_ML_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}
 # A parent run's tag per skipped job: skipped.<run id that had already finished it> = job name.
 SKIPPED_TAG = "skipped."
 
-# Keys that say where things are stored or fetched from, not what was trained: left out of
+# Keys that say where things are stored or fetched from, or how many threads ran it, not what
+# was trained: left out of
 # params and of the config hash, so the same experiment hashes the same on any machine.
-NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources")
+NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources", "train.threads")
+
+# Written into the sweep dir by hydra-optuna-sweeper; kept with the sweep's parent run.
+OPTIMIZATION_RESULTS = "optimization_results.yaml"
 
 # Per run: the counts compare.py reads back, and the name the model is logged under
 # (`runs:/<run id>/model`).
@@ -86,9 +90,12 @@ def git_state() -> dict[str, str]:
     """The commit the code came from, and whether the work tree had uncommitted changes."""
 
     def git(*args: str) -> str:
+        # No optional locks: `git status` would otherwise rewrite the index, and parallel jobs
+        # doing it at once fail on index.lock.
         return subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True
-        ).stdout.strip()
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        ).stdout.strip()  # fmt: skip
 
     try:
         dirty = bool(git("status", "--porcelain"))
@@ -116,6 +123,18 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             "the local store), fix tracking.uri / MLFLOW_TRACKING_URI, or unset both to use the "
             "local SQLite store."
         ) from None
+
+
+def check_store_takes_parallel_jobs(launcher: str, uri: str) -> None:
+    """Jobs that run at once, in several processes, must log through a server: writing one
+    SQLite file each, they race on its schema and fail with `database is locked`."""
+    if launcher != "basic" and is_local_store(uri):
+        raise TrackingUnavailable(
+            f"hydra/launcher={launcher} runs jobs in several processes at once, and they must "
+            f"not all write one SQLite store ({uri}): they race and fail with `database is "
+            "locked`. Log through a tracking server: `make sweep-parallel`, or `make server` "
+            "in another terminal and add tracking=server."
+        )
 
 
 def use_store(uri: str) -> None:
@@ -345,6 +364,7 @@ class SweepParentRun(Callback):
             tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
         )
         self.run_id = run.info.run_id
+        self.sweep_dir = Path(config.hydra.sweep.dir)
         os.environ[PARENT_RUN_ENV] = self.run_id
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
@@ -378,11 +398,23 @@ class SweepParentRun(Callback):
             client.delete_run(self.run_id)
             log.info("Sweep parent run %s deleted: no job ran", self.run_id)
         else:
-            statuses = [child.info.status for child in children]
+            ended = {}
+            for child in children:
+                ended[child.info.run_id] = child.info.status
+                if child.info.status == "RUNNING":
+                    # Its process ended without ending the run: a launcher stopped its worker,
+                    # or the OS killed it (out of memory). It must not stay RUNNING forever.
+                    ended[child.info.run_id] = "KILLED" if interrupted else "FAILED"
+                    client.set_terminated(child.info.run_id, ended[child.info.run_id])
+            statuses = list(ended.values())
             if "FAILED" in statuses:
                 status = "FAILED"
             else:
                 status = "KILLED" if interrupted or "KILLED" in statuses else "FINISHED"
+            # What a search sweeper (Optuna) concluded: its best parameters and value.
+            results = self.sweep_dir / OPTIMIZATION_RESULTS
+            if results.is_file():
+                client.log_artifact(self.run_id, str(results))
             client.set_terminated(self.run_id, status)
             log.info(
                 "Sweep %s (parent run %s): %d finished, %d failed, %d killed, %d skipped",
@@ -390,8 +422,8 @@ class SweepParentRun(Callback):
                 statuses.count("KILLED"), len(skipped),
             )  # fmt: skip
             for child in children:
-                if child.info.status != "FINISHED":
-                    log.info("  %-8s %s  %s", child.info.status, child.info.run_id,
+                if ended[child.info.run_id] != "FINISHED":
+                    log.info("  %-8s %s  %s", ended[child.info.run_id], child.info.run_id,
                              child.info.run_name)  # fmt: skip
             for run_id, name in skipped.items():
                 log.info("  SKIPPED  %s  %s (already finished)", run_id, name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from mnist_exp.config import LRSchedule, TrainConfig, Xla
+from mnist_exp.config import LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import NUM_CLASSES, Prepared
 
 
@@ -18,6 +18,25 @@ from mnist_exp.data import NUM_CLASSES, Prepared
 class FitResult:
     history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
     seconds: float
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became NaN or infinite; Keras's TerminateOnNaN stopped the fit."""
+
+
+def limit_threads(threads: int) -> None:
+    """Give TensorFlow `threads` threads for the ops of this process. Before its first op only:
+    a process that runs several jobs (a joblib worker) keeps the first job's setting, so every
+    job of one sweep asks for the same number."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+
+
+def set_precision(precision: Precision) -> None:
+    """The dtype policy of the layers built after this call (Keras's mixed precision)."""
+    keras.mixed_precision.set_global_policy(precision.value)
 
 
 def set_seed(seed: int) -> None:
@@ -115,10 +134,23 @@ def fit(
         epochs=cfg.epochs,
         validation_split=cfg.validation_split,
         validation_batch_size=cfg.validation_batch_size,
-        callbacks=[EpochTimer(train_samples), *training_callbacks(cfg), *(callbacks or [])],
+        callbacks=[
+            EpochTimer(train_samples),
+            # Stops at the first NaN batch rather than training on garbage; we raise below.
+            keras.callbacks.TerminateOnNaN(),
+            *training_callbacks(cfg),
+            *(callbacks or []),
+        ],
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingDiverged(
+            f"the training loss became {losses[-1]} in epoch {len(losses)} and training stopped "
+            f"(train.optimizer={cfg.optimizer.value}, train.learning_rate={cfg.learning_rate}); "
+            "a lower train.learning_rate usually fixes it"
+        )
     return FitResult({k: [float(v) for v in vs] for k, vs in history.history.items()}, seconds)
 
 

@@ -1,0 +1,153 @@
+"""An MLflow tracking server over a SQLite store, bound to 127.0.0.1, that always gets stopped.
+
+Parallel jobs must not write one SQLite file each on their own (they race on its schema and
+fail with `database is locked`); they log through one server, which alone writes the file.
+
+python -m mnist_exp.server                     # serve mlruns/ until Ctrl-C   (make server, make ui)
+python -m mnist_exp.server -- CMD [ARGS...]    # serve while CMD runs, then stop
+                                               # (CMD gets MLFLOW_TRACKING_URI: make sweep-parallel)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from mnist_exp.config import PROJECT_ROOT
+
+DEFAULT_STORE = PROJECT_ROOT / "mlruns"
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def is_up(uri: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # The server runs uvicorn workers and huey task consumers as children: stop the whole group.
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def tracking_server(
+    store: Path = DEFAULT_STORE, port: int | None = None, start_timeout: float = 120
+) -> Iterator[str]:
+    """Serve `store` (mlflow.db + artifacts/) while the block runs; yields the server's URI."""
+    store = Path(store).resolve()
+    (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    uri = f"http://{HOST}:{port}"
+    if is_up(uri):
+        raise ServerError(f"port {port} already has a server ({uri}); stop it or pick --port")
+    # Runs already in the store keep their file:// artifact locations; experiments the server
+    # creates get mlflow-artifacts:/ ones, uploaded through the server to store/artifacts.
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"),
+        "--host", HOST, "--port", str(port),
+    ]  # fmt: skip
+    log_path = store / "server.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not is_up(uri):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise ServerError(
+                    f"MLflow server on {uri} did not start (see {log_path}):\n" + "\n".join(tail)
+                )
+            time.sleep(0.5)
+        yield uri
+    finally:
+        _stop(proc)
+
+
+def run_command(command: list[str], uri: str) -> int:
+    """Run CMD against the server and return its exit code. A Ctrl-C reaches CMD from the
+    terminal and SIGTERM is passed on, so CMD can mark its runs KILLED while the server is
+    still there to record it."""
+    child = subprocess.Popen(command, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda sig, _: child.send_signal(sig)),
+    }
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        usage="%(prog)s [--store DIR] [--port N] [-- CMD ...]",
+    )
+    parser.add_argument(
+        "--store", type=Path, default=DEFAULT_STORE,
+        help="directory holding mlflow.db and artifacts/ (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        with tracking_server(args.store, args.port or None) as uri:
+            ui = f"{uri}/#/experiments?workflowType=machine_learning"
+            print(f"MLflow tracking server and UI: {ui}  (store {args.store})", flush=True)
+            if command:
+                return run_command(command, uri)
+            print("Ctrl-C stops it. Runs log to it with tracking=server "
+                  f"or MLFLOW_TRACKING_URI={uri}", flush=True)  # fmt: skip
+            while True:
+                signal.pause()
+    except ServerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("MLflow server stopped", flush=True)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
