@@ -55,6 +55,15 @@ def test_cnn_with_batch_norm_stacks_conv_norm_activation_and_drops_the_bias():
     assert not any(c.use_bias for c in convs)  # batch norm's shift replaces it
 
 
+def test_block_dropout_follows_every_pooling():
+    model = build_model(CNNConfig(filters=[8, 16], block_dropout=0.25, dense=0, dropout=0))
+    assert layer_types(model) == ["Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "MaxPooling2D",
+                                  "Dropout", "Flatten", "Dense"]  # fmt: skip
+    assert {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)} == {
+        0.25
+    }
+
+
 def test_augmentation_transforms_while_training_only():
     cfg = CNNConfig(augment=AugmentConfig(rotation=15, translation=0.1, zoom=0.1))
     model = build_model(cfg)

@@ -120,6 +120,7 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
     assert run.info.run_name == "cnn-f32.64x2-k3-bn-aug-d0.4 epochs=3"
     assert run.data.params["model.augment.rotation"] == "10.0"
     assert run.data.params["train.early_stopping_patience"] == "5"
+    assert run.data.params["train.precision"] == "mixed_bfloat16"
     rates = store.client().get_metric_history(run.info.run_id, "learning_rate")
     cosine = [0.003 * (1 + np.cos(np.pi * epoch / 3)) / 2 for epoch in range(3)]
     assert [m.value for m in sorted(rates, key=lambda m: m.step)] == pytest.approx(cosine)
@@ -201,6 +202,17 @@ def test_a_job_whose_loss_turns_nan_is_failed_and_the_sweep_goes_on(run_cli, sto
     assert "1 finished, 1 failed, 0 killed, 0 skipped" in done.stdout
 
 
+def test_a_job_that_runs_out_of_memory_is_failed_and_the_sweep_goes_on(run_cli, store):
+    # A width typed with three zeros too many: 784 x 10^9 weights cannot be allocated.
+    done = run_cli("-m", "model.hidden=1000000000,16", *TINY, *store.overrides)
+    assert done.returncode != 0
+    runs = {r.data.params.get("model.hidden"): r for r in store.runs()}
+    assert (runs["1000000000"].info.status, runs["16"].info.status) == ("FAILED", "FINISHED")
+    error = artifact_text(store.client(), runs["1000000000"], "error.txt")
+    assert "ResourceExhaustedError" in error or "MemoryError" in error, error[-2000:]
+    assert "1 finished, 1 failed, 0 killed, 0 skipped" in done.stdout
+
+
 def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
     sweep = ["-m", "model.hidden=8,16", *TINY, *store.overrides]
     assert run_cli(*sweep).returncode == 0
@@ -251,12 +263,13 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
     assert child.data.metrics["val_accuracy"] > 0  # the epochs done so far are kept
 
 
-def test_unreachable_tracking_server_fails_fast_before_training(run_cli):
+@pytest.mark.parametrize("sweep", [[], ["-m", "model.hidden=8,16"]], ids=["run", "sweep"])
+def test_unreachable_tracking_server_fails_fast_before_training(run_cli, sweep):
     with socket.socket() as sock:  # a free port with nothing listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     started = time.monotonic()
-    done = run_cli(f"tracking.uri=http://127.0.0.1:{port}", *TINY)
+    done = run_cli(*sweep, f"tracking.uri=http://127.0.0.1:{port}", *TINY)
     assert_clean_error(done, f"http://127.0.0.1:{port} is unreachable", "make ui")
     assert "MNIST loaded" not in done.stdout
     assert time.monotonic() - started < 60

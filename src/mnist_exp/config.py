@@ -121,6 +121,7 @@ class CNNConfig(ModelConfig):
     kernel_size: int = bounds(3, lo=1, hi=IMAGE_SIZE)
     pool_size: int = bounds(2, lo=1, hi=IMAGE_SIZE)
     padding: Padding = Padding.valid
+    block_dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # after each pooling
     dense: int = bounds(128, lo=0)
     dropout: float = bounds(0.5, lo=0.0, hi=1.0, hi_open=True)
     activation: Activation = Activation.relu
@@ -254,6 +255,7 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
         name += f"x{model.convs_per_block}" if model.convs_per_block != 1 else ""
         name += f"-k{model.kernel_size}" + ("-bn" if model.batch_norm else "")
         name += "-aug" if any(dataclasses.astuple(model.augment)) else ""
+        name += f"-bd{model.block_dropout:g}" if model.block_dropout else ""
     else:
         name = f"dense-h{model.hidden}" + (f"x{model.layers}" if model.layers != 1 else "")
     if model.dropout:

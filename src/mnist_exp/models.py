@@ -51,14 +51,16 @@ def activated(layer: type[layers.Layer], *args, cfg: CNNConfig, **kwargs) -> lis
 
 
 def build_cnn(cfg: CNNConfig) -> keras.Model:
-    """[augmentation], per entry of `filters`: Conv2D x convs_per_block + MaxPooling2D, Flatten,
-    [Dense], Dropout, softmax."""
+    """[augmentation], per entry of `filters`: Conv2D x convs_per_block + MaxPooling2D
+    [+ Dropout], Flatten, [Dense], Dropout, softmax."""
     stack = [keras.Input(INPUT_SHAPE), *augmentation(cfg.augment)]
     for filters in cfg.filters:
         for _ in range(cfg.convs_per_block):
             stack += activated(layers.Conv2D, filters, cfg.kernel_size, padding=cfg.padding.value,
                                cfg=cfg)  # fmt: skip
         stack.append(layers.MaxPooling2D(cfg.pool_size))
+        if cfg.block_dropout:
+            stack.append(layers.Dropout(cfg.block_dropout))
     stack.append(layers.Flatten())
     if cfg.dense:
         stack += activated(layers.Dense, cfg.dense, cfg=cfg)

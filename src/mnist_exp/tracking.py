@@ -354,7 +354,15 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        experiment_id = use_experiment(config.tracking)
+        launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        try:
+            check_store_takes_parallel_jobs(launcher, config.tracking.uri)
+            experiment_id = use_experiment(config.tracking)
+        except CompactHydraException as err:
+            # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
+            # exit is what stops it, before any job runs or any run is recorded.
+            print(err, file=sys.stderr)
+            sys.exit(1)
         overrides = " ".join(config.hydra.overrides.task)
         sweep_params = config.hydra.sweeper.get("params") or {}
         swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+from hydra.errors import CompactHydraException
 
 from mnist_exp.config import LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import NUM_CLASSES, Prepared
@@ -20,8 +21,9 @@ class FitResult:
     seconds: float
 
 
-class TrainingDiverged(ArithmeticError):
-    """The loss became NaN or infinite; Keras's TerminateOnNaN stopped the fit."""
+class TrainingDiverged(CompactHydraException):
+    """The loss became NaN or infinite; Keras's TerminateOnNaN stopped the fit. Hydra prints
+    it as one message, without a traceback (the run's error.txt keeps that)."""
 
 
 def limit_threads(threads: int) -> None:

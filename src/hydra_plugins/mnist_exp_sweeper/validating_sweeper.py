@@ -2,9 +2,8 @@
 
 The basic sweeper already composes each job before launching it, which catches type errors and
 unknown keys. It does not know our ranges (`model.dropout=1.5`), so without this a bad value in
-the last job of a sweep would surface only after the others had trained. It also refuses a
-parallel launcher writing straight into a SQLite store, which would lose runs to lock errors.
-Hydra only loads plugins from the `hydra_plugins` package, hence this module's home. No
+the last job of a sweep would surface only after the others had trained. Hydra only loads
+plugins from the `hydra_plugins` package, hence this module's home. No
 `from __future__ import annotations`: Hydra execs this module outside sys.modules, where
 dataclasses cannot resolve string annotations.
 """
@@ -16,7 +15,6 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
 from mnist_exp.config import ConfigError, validate
-from mnist_exp.tracking import check_store_takes_parallel_jobs
 
 
 @dataclass
@@ -41,5 +39,3 @@ class ValidatingSweeper(BasicSweeper):
                 validate(job_cfg)
             except ConfigError as err:
                 raise ConfigError(f"Sweep job [{' '.join(overrides)}]: {err}") from None
-            launcher = job_cfg.hydra.runtime.choices.get("hydra/launcher", "basic")
-            check_store_takes_parallel_jobs(launcher, job_cfg.tracking.uri)
