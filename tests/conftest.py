@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -81,6 +82,13 @@ def run_module(module: str, *args: str, cwd: Path, env: dict[str, str], merge=Tr
         text=True,
         timeout=timeout,
     )
+
+
+def default_sigint() -> None:
+    """For Popen's preexec_fn: a shell that starts a job in the background (`make test &`,
+    some CI runners) leaves SIGINT ignored in it and its children, and Python then installs no
+    KeyboardInterrupt handler. The tests that press Ctrl-C need what a terminal gives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def hydra_dirs(root: Path) -> list[str]:

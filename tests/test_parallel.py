@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from mnist_exp.run import cores_per_job
 from mnist_exp.server import tracking_server
-from tests.conftest import TINY, cli_env
+from tests.conftest import TINY, cli_env, default_sigint
 from tests.test_run import artifact_text, assert_clean_error, children_of
 
 WIDTHS = [8, 12, 16, 20, 24, 32]
@@ -80,6 +80,7 @@ def test_interrupted_parallel_sweep_leaves_no_run_running(store, tmp_path, mnist
              "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun"],
             cwd=tmp_path, env=cli_env(mnist_dir, {"MLFLOW_TRACKING_URI": uri}), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=default_sigint,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 180

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TINY, cli_env
+from tests.conftest import TINY, cli_env, default_sigint
 from tests.test_data import NO_INDEX
 
 pytestmark = pytest.mark.slow
@@ -240,7 +240,7 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
          "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun",
          *store.overrides],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
