@@ -236,7 +236,9 @@ def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
 def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir, sig):
     store.create()  # this test reads the store while the run writes it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=2000",
+        # Epochs of seconds, not of a fraction of one, so the signal lands in training rather
+        # than in the per-epoch MLflow writes (see the session note on that race).
+        [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=20000",
          "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun",
          *store.overrides],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True,
