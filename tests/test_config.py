@@ -59,6 +59,7 @@ def test_defaults_are_the_tutorial():
     assert cfg.train.optimizer.value == "adam"
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.validation_split) == (32, 10, 0.2)
     assert cfg.train.lr_schedule.value == "constant" and cfg.train.early_stopping_patience is None
+    assert cfg.train.label_smoothing == 0.0
     assert cfg.data.limit_train is None and cfg.data.limit_test is None
     assert validate(compose_config("+experiment=baseline")) == cfg
 
@@ -164,6 +165,7 @@ RANGE_ERRORS = [
     ("model=cnn model.augment.zoom=-0.1", "model.augment.zoom=-0.1"),
     ("model=cnn model.augment.zoom=1.5", "model.augment.zoom=1.5"),
     ("train.early_stopping_patience=0", "train.early_stopping_patience=0: must be >= 1"),
+    ("train.label_smoothing=1", "train.label_smoothing=1.0: must be >= 0.0 and < 1.0"),
     (
         "train.early_stopping_patience=3 train.validation_split=0",
         "needs train.validation_split > 0",

@@ -84,6 +84,18 @@ def test_optimizer_and_learning_rate_reach_keras(small):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
 
 
+def test_label_smoothing_makes_certainty_cost_something(small):
+    certain = small.y_test_cat[:8]  # predicted probabilities equal to the one-hot labels
+    costs = {}
+    for smoothing in (0.0, 0.1):
+        model = build_model(DenseConfig(hidden=8))
+        train.compile_model(model, TrainConfig(label_smoothing=smoothing))
+        costs[smoothing] = float(model.loss(certain, certain))
+    assert costs[0.0] == pytest.approx(0.0, abs=1e-5)  # the tutorial's loss
+    # The 0.01 aimed at each of the nine wrong digits meets a probability of 0 (clipped to 1e-7).
+    assert costs[0.1] == pytest.approx(-0.01 * 9 * np.log(1e-7) - 0.91 * np.log(1 - 1e-7), rel=1e-3)
+
+
 def test_the_tutorial_fits_with_no_callbacks_of_its_own():
     assert train.training_callbacks(TrainConfig()) == []
 
