@@ -112,13 +112,17 @@ def test_cosine_schedule_goes_from_the_learning_rate_towards_zero_over_the_epoch
     assert rates == sorted(rates, reverse=True)
 
 
-def test_early_stopping_watches_val_accuracy_and_keeps_the_best_epoch():
+def test_early_stopping_watches_val_accuracy_and_keeps_the_best_or_the_last_epoch():
     (callback,) = train.training_callbacks(TrainConfig(early_stopping_patience=3))
     assert isinstance(callback, keras.callbacks.EarlyStopping)
     assert (callback.monitor, callback.patience, callback.restore_best_weights) == (
         "val_accuracy", 3, True,
     )  # fmt: skip
     assert callback.mode == "max"  # higher is better
+    (last,) = train.training_callbacks(
+        TrainConfig(early_stopping_patience=3, restore_best_weights=False)
+    )
+    assert not last.restore_best_weights
 
 
 def test_optimizers_keep_their_name_in_a_process_that_compiles_several_models():

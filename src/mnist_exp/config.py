@@ -138,9 +138,11 @@ class TrainConfig:
     # Train towards 1 - s on the true digit and s/10 spread over all ten, rather than 1 and 0:
     # a model that cannot push its probabilities to 0 and 1 keeps learning from the hard digits.
     label_smoothing: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)
-    # Stop after this many epochs without a better val_accuracy, keeping the best epoch's
-    # weights; null = train all epochs.
+    # Stop after this many epochs without a better val_accuracy; null = train all epochs.
     early_stopping_patience: int | None = bounds(None, lo=1, hi=1000)
+    # With early stopping: end with the best val_accuracy epoch's weights (true), or with the
+    # last epoch's (false, Keras's default), which after a cosine schedule are the annealed ones.
+    restore_best_weights: bool = True
     # Speed only, the math is the same: batches run per call into TensorFlow, and XLA.
     steps_per_execution: int = bounds(100, lo=1, hi=100_000)
     xla: Xla = Xla.auto

@@ -113,7 +113,7 @@ def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
                 monitor="val_accuracy",
                 mode="max",
                 patience=cfg.early_stopping_patience,
-                restore_best_weights=True,
+                restore_best_weights=cfg.restore_best_weights,
                 verbose=1,  # says in the run log which epoch it stopped at and which it kept
             )
         )
