@@ -103,6 +103,7 @@ def test_best_preset_is_a_regularised_cnn_with_schedule_and_early_stopping():
     assert isinstance(cfg.model, CNNConfig) and cfg.model.batch_norm
     assert all(dataclasses.astuple(cfg.model.augment))
     assert cfg.train.lr_schedule.value == "cosine" and cfg.train.early_stopping_patience
+    assert 0 < cfg.train.label_smoothing < 0.5
     assert cfg.train.validation_split == 0.2  # early stopping needs it; the test set stays unseen
 
 

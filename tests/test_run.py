@@ -115,11 +115,14 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
     done = run_cli("+experiment=best", "data.limit_train=1000", "data.limit_test=200",
                    "train.epochs=3", *store.overrides)  # fmt: skip
     assert done.returncode == 0, done.stdout
-    assert "Restoring model weights from the end of the best epoch" in done.stdout
+    # Early stopping watches, and the last epoch's weights are kept, not the best validation one.
+    assert "Restoring model weights" not in done.stdout
     (run,) = store.runs()
     assert run.info.run_name == "cnn-f32.64x2-k3-bn-aug-d0.4 epochs=3"
     assert run.data.params["model.augment.rotation"] == "10.0"
-    assert run.data.params["train.early_stopping_patience"] == "5"
+    assert run.data.params["train.early_stopping_patience"] == "10"
+    assert run.data.params["train.restore_best_weights"] == "False"
+    assert run.data.params["train.label_smoothing"] == "0.1"
     assert run.data.params["train.precision"] == "mixed_bfloat16"
     rates = store.client().get_metric_history(run.info.run_id, "learning_rate")
     cosine = [0.003 * (1 + np.cos(np.pi * epoch / 3)) / 2 for epoch in range(3)]
