@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 
 # TensorFlow's C++ start-up chatter hides our own output; errors still show.
@@ -134,4 +135,12 @@ if __name__ == "__main__":
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interrupt:
+        # The run in progress has already been recorded KILLED, with the reason in its error.txt
+        # (and the sweep's parent run is ended at exit): one line says so, where Python would
+        # print the stack of whatever TensorFlow op the signal happened to land in.
+        by = signal.Signals.__members__.get(str(interrupt), signal.SIGINT)  # "" for Ctrl-C
+        print(f"Interrupted by {by.name}; a run in progress is recorded as KILLED", file=sys.stderr)
+        sys.exit(128 + by)
