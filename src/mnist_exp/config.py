@@ -135,8 +135,9 @@ class TrainConfig:
     epochs: int = bounds(10, lo=1, hi=1000)
     validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
     lr_schedule: LRSchedule = LRSchedule.constant
-    # Train towards 1 - s on the true digit and s/10 spread over all ten, rather than 1 and 0:
-    # a model that cannot push its probabilities to 0 and 1 keeps learning from the hard digits.
+    # s: train towards 1 - s + s/10 on the true digit and s/10 on each other one, not 1 and 0,
+    # so the model gains nothing from ever more certain answers on the digits it already gets
+    # right. The per-epoch loss and val_loss include it; test_loss is plain cross-entropy.
     label_smoothing: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)
     # Stop after this many epochs without a better val_accuracy; null = train all epochs.
     early_stopping_patience: int | None = bounds(None, lo=1, hi=1000)
