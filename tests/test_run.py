@@ -239,8 +239,8 @@ def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
 def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir, sig):
     store.create()  # this test reads the store while the run writes it
     proc = subprocess.Popen(
-        # Epochs of seconds, not of a fraction of one, so the signal lands in training rather
-        # than in the per-epoch MLflow writes (see the session note on that race).
+        # Epochs of seconds, not of a fraction of one: with 0.6 s epochs this test once failed
+        # to exit within 60 s in CI, for a reason not found (15 local retries all exited).
         [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=20000",
          "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun",
          *store.overrides],

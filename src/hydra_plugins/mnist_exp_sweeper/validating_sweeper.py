@@ -2,8 +2,9 @@
 
 The basic sweeper already composes each job before launching it, which catches type errors and
 unknown keys. It does not know our ranges (`model.dropout=1.5`), so without this a bad value in
-the last job of a sweep would surface only after the others had trained. Hydra only loads
-plugins from the `hydra_plugins` package, hence this module's home. No
+the last job of a sweep would surface only after the others had trained.
+
+Hydra only loads plugins from the `hydra_plugins` package, hence this module's home. No
 `from __future__ import annotations`: Hydra execs this module outside sys.modules, where
 dataclasses cannot resolve string annotations.
 """
