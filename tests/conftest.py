@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mnist_exp import data
 from mnist_exp.config import default_config
-
-# Variables that would send a test's runs somewhere other than its own tmp store.
-LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MNIST_EXP_PARENT_RUN_ID")
+from tests.helpers import TINY, Store, cli_env, hydra_dirs, run_module
 
 
 @pytest.fixture(scope="session")
@@ -31,68 +24,9 @@ def mnist(mnist_dir: Path) -> data.Mnist:
     return data.load_mnist(mnist_dir, ["cache"])
 
 
-@dataclass
-class Store:
-    """An MLflow store in a tmp dir, and the overrides that send a run there."""
-
-    root: Path
-
-    @property
-    def uri(self) -> str:
-        return f"sqlite:///{self.root}/mlflow.db"
-
-    @property
-    def overrides(self) -> list[str]:
-        return [f"tracking.uri={self.uri}", f"tracking.artifact_location={self.root}/artifacts"]
-
-    def create(self) -> None:
-        """Create the database now: two processes creating one SQLite store race on its schema."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.client().search_experiments()
-
-    def client(self):
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri)
-
-    def runs(self, experiment: str = "mnist"):
-        client = self.client()
-        exp = client.get_experiment_by_name(experiment)
-        return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "mlruns")
-
-
-def cli_env(mnist_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
-    return {**env, "MNIST_EXP_DATA_DIR": str(mnist_dir), **(extra or {})}
-
-
-def run_module(module: str, *args: str, cwd: Path, env: dict[str, str], merge=True, timeout=600):
-    """`python -m MODULE ARGS` as a user runs it; merge=True puts stderr into `.stdout`."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def default_sigint() -> None:
-    """For Popen's preexec_fn: a shell that starts a job in the background (`make test &`,
-    some CI runners) leaves SIGINT ignored in it and its children, and Python then installs no
-    KeyboardInterrupt handler. The tests that press Ctrl-C need what a terminal gives."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def hydra_dirs(root: Path) -> list[str]:
-    return [f"hydra.run.dir={root}/outputs", f"hydra.sweep.dir={root}/multirun"]
 
 
 @pytest.fixture
@@ -107,9 +41,6 @@ def run_cli(tmp_path: Path, mnist_dir: Path):
                           env=cli_env(mnist_dir, env), timeout=timeout)  # fmt: skip
 
     return run
-
-
-TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]
 
 
 @pytest.fixture(scope="session")

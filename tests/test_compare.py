@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_exp.compare import FILES
+from mnist_exp.compare import FILES, RESULT_COLUMNS, comparison_table
 from mnist_exp.train import confusion_matrix
-from tests.conftest import Store, cli_env, run_module
+from tests.helpers import Store, cli_env, parent_and_children, run_module
 
 REGISTERED = "tiny-best"
 
@@ -29,7 +29,7 @@ def compared(tiny_sweep: Store, tmp_path_factory, mnist_dir):
 
 
 def children(store: Store):
-    return [r for r in store.runs() if "mlflow.parentRunId" in r.data.tags]
+    return parent_and_children(store.runs())[1]
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_table_has_a_row_per_run_best_first_and_only_the_params_that_differ(comp
 @pytest.mark.slow
 def test_comparison_files_are_written_and_logged_to_the_parent_run(compared, tiny_sweep):
     _, out = compared
-    (parent,) = [r for r in tiny_sweep.runs() if "mlflow.parentRunId" not in r.data.tags]
+    parent, _ = parent_and_children(tiny_sweep.runs())
     logged = tiny_sweep.client().list_artifacts(parent.info.run_id, "comparison")
     assert {a.path for a in logged} == {f"comparison/{name}" for name in FILES}
     assert all(a.file_size > (10_000 if a.path.endswith(".png") else 100) for a in logged)
@@ -118,3 +118,27 @@ def test_an_empty_store_says_so(run_tool, store):
     done = run_tool("compare", store=store)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"error: no MLflow store at {store.root}/mlflow.db" in done.stderr
+
+
+def test_comparison_table_ranks_on_validation_and_shows_only_differing_params():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3"],
+            "tags.mlflow.runName": ["dense-h8", "dense-h16", "dense-h16"],
+            "params.model.hidden": ["8", "16", "16"],
+            "params.train.epochs": ["2", "2", "2"],
+            "params.optimizer_name": ["adam", "adam", "adam"],
+            "metrics.test_accuracy": [0.95, 0.90, 0.99],
+            "metrics.fit_seconds": [1.0, 2.0, 3.0],
+            "status": ["FINISHED", "FINISHED", "FAILED"],
+        }
+    )
+    curves = {"r1": [0.5, 0.8], "r2": [0.9, 0.7], "r3": []}
+    table = comparison_table(runs, curves)
+    assert list(table.columns) == ["run", "model.hidden", *RESULT_COLUMNS, "run_id"]
+    # The best epoch's val_accuracy ranks (not the test accuracy); a run without one comes last.
+    assert list(table.run_id) == ["r2", "r1", "r3"]
+    assert list(table.best_val_accuracy[:2]) == [0.9, 0.8] and np.isnan(table.best_val_accuracy[2])
+    assert list(table.epochs) == [2, 2, 0]
+    # Two runs share a name: an id prefix tells them apart.
+    assert list(table.run) == ["dense-h16 [r2]", "dense-h8", "dense-h16 [r3]"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
-from omegaconf import DictConfig
 
-from mnist_exp.config import PROJECT_ROOT, CNNConfig, ConfigError, DenseConfig, run_name, validate
-from mnist_exp.tracking import config_hash
+from mnist_exp.config import PROJECT_ROOT, CNNConfig, ConfigError, DenseConfig, validate
+from tests.helpers import compose_config
 
 CONF_DIR = PROJECT_ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml"))
@@ -20,11 +18,6 @@ GROUP_OPTIONS = [
     if group.is_dir() and group.name != "experiment"
     for option in sorted(group.glob("*.yaml"))
 ]
-
-
-def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def test_presets_exist():
@@ -190,27 +183,3 @@ def test_all_problems_are_reported_at_once():
 
 def test_same_padding_allows_deep_cnns():
     validate(compose_config("model=cnn", "model.filters=[8,8,8,8]", "model.padding=same"))
-
-
-def test_run_names_say_what_differs():
-    def name(*overrides: str) -> str:
-        return run_name(validate(compose_config(*overrides)), list(overrides))
-
-    assert name() == "dense-h128"
-    assert name("model.hidden=64", "model.dropout=0.2") == "dense-h64-d0.2"
-    assert name("model.layers=2") == "dense-h128x2"
-    assert name("model=cnn") == "cnn-f32.64-k3-d0.5"
-    assert name("+experiment=best") == "cnn-f32.64x2-k3-bn-aug-d0.4"
-    assert name("train.learning_rate=0.01", "seed=3") == "dense-h128 learning_rate=0.01 seed=3"
-
-
-def test_config_hash_ignores_where_things_are_stored():
-    def hashed(*overrides: str) -> str:
-        cfg = compose_config(*overrides)
-        from mnist_exp.config import plain_dict
-
-        return config_hash(plain_dict(cfg))
-
-    assert hashed() == hashed("tracking.uri=sqlite:////elsewhere.db", "data.cache_dir=/tmp/x")
-    assert hashed() != hashed("model.hidden=64")
-    assert hashed() != hashed("seed=1")

@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 
 from mnist_exp import data
+from tests.helpers import NO_INDEX
+
 
 # pip against a port where nothing listens: the index is unreachable at once, as offline.
-NO_INDEX = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
-            "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1"}  # fmt: skip
-
-
 def test_arrays_are_canonical_mnist(mnist):
     assert data.verification_problems(vars(mnist)) == []
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8

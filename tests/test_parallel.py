@@ -14,8 +14,15 @@ from omegaconf import OmegaConf
 
 from mnist_exp.run import cores_per_job
 from mnist_exp.server import tracking_server
-from tests.conftest import TINY, cli_env, default_sigint
-from tests.test_run import artifact_text, assert_clean_error, children_of
+from tests.helpers import (
+    TINY,
+    artifact_text,
+    assert_clean_error,
+    cli_env,
+    default_sigint,
+    parent_and_children,
+    runs_in,
+)
 
 WIDTHS = [8, 12, 16, 20, 24, 32]
 
@@ -39,10 +46,8 @@ def test_six_jobs_on_two_workers_are_six_finished_runs_under_one_parent(run_cli,
                        env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
         assert done.returncode == 0, done.stdout
         client = MlflowClient(uri)
-        (experiment,) = [e for e in client.search_experiments() if e.name == "mnist"]
-        runs = client.search_runs([experiment.experiment_id])
-        (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-        children = children_of(runs, parent)
+        runs = runs_in(client)
+        parent, children = parent_and_children(runs)
         logs = [artifact_text(client, child, "run.log") for child in children]
 
     assert len(runs) == 7
@@ -85,9 +90,7 @@ def test_interrupted_parallel_sweep_leaves_no_run_running(store, tmp_path, mnist
         try:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and proc.poll() is None:
-                ids = experiment_ids(client)
-                runs = client.search_runs(ids) if ids else []
-                training = [r for r in runs if "val_accuracy" in r.data.metrics]
+                training = [r for r in runs_in(client) if "val_accuracy" in r.data.metrics]
                 if len(training) == 2:
                     break  # both jobs are under way
                 time.sleep(1)
@@ -101,10 +104,6 @@ def test_interrupted_parallel_sweep_leaves_no_run_running(store, tmp_path, mnist
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-        runs = client.search_runs(experiment_ids(client))
+        runs = runs_in(client)
     assert len(runs) == 3, output
     assert {r.info.status for r in runs} == {"KILLED"}, output
-
-
-def experiment_ids(client) -> list[str]:
-    return [e.experiment_id for e in client.search_experiments() if e.name == "mnist"]

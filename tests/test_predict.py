@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from mnist_exp.predict import mnist_like
-from tests.conftest import Store
+from tests.helpers import Store
 
 
 def upscaled(digit: np.ndarray, dark_on_light: bool) -> Image.Image:

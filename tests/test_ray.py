@@ -16,9 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mnist_exp.server import free_port, tracking_server
-from tests.conftest import TINY
-from tests.test_parallel import experiment_ids
-from tests.test_run import artifact_text, children_of
+from tests.helpers import TINY, artifact_text, parent_and_children, runs_in
 
 pytestmark = pytest.mark.slow
 
@@ -68,9 +66,8 @@ def test_sweep_on_a_ray_cluster_logs_every_job_under_one_parent(run_cli, store, 
         seconds = time.monotonic() - started
         assert done.returncode == 0, done.stdout
         client = MlflowClient(uri)
-        runs = client.search_runs(experiment_ids(client))
-        (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-        children = children_of(runs, parent)
+        runs = runs_in(client)
+        parent, children = parent_and_children(runs)
         logs = [artifact_text(client, child, "run.log") for child in children]
     print(f"Ray sweep of 2 tiny jobs: {seconds:.1f} s")
     assert len(runs) == 3

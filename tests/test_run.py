@@ -18,10 +18,21 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TINY, cli_env, default_sigint
-from tests.test_data import NO_INDEX
+from mnist_exp.tracking import PARENT_TAG
+from tests.helpers import (
+    NO_INDEX,
+    TINY,
+    artifact_text,
+    assert_clean_error,
+    cli_env,
+    default_sigint,
+    parent_and_children,
+)
 
 pytestmark = pytest.mark.slow
+
+# What TINY adds to a run name.
+TINY_NAME = "limit_train=1000 limit_test=200 epochs=1"
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds",
                  "train_samples_per_second")  # fmt: skip
@@ -30,21 +41,6 @@ ARTIFACTS = {"config.yaml", "model_summary.txt", "accuracy_curve.png", "misclass
              "confusion_matrix.json"}  # fmt: skip
 FIGURES = ("accuracy_curve.png", "loss_curve.png", "confusion_matrix.png", "misclassified.png",
            "samples.png")  # fmt: skip
-
-
-def artifact_text(client, run, path: str) -> str:
-    return open(client.download_artifacts(run.info.run_id, path)).read()
-
-
-def assert_clean_error(done: subprocess.CompletedProcess, *needles: str) -> None:
-    assert done.returncode != 0
-    for needle in needles:
-        assert needle in done.stdout, done.stdout
-    assert "Traceback" not in done.stdout, done.stdout
-
-
-def children_of(runs, parent):
-    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
 
 def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
@@ -57,7 +53,7 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     (run,) = store.runs()
     client = store.client()
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "dense-h128 epochs=2"
+    assert run.info.run_name == "dense-h128 limit_train=2000 limit_test=500 epochs=2"
     params = run.data.params
     assert params["model.hidden"] == "128" and params["model.family"] == "dense"
     assert params["train.batch_size"] == "32" and params["train.epochs"] == "2"
@@ -108,7 +104,7 @@ def test_cnn_run(run_cli, store):
     assert run.data.params["model.filters"] == "[8, 16]"
     summary = artifact_text(store.client(), run, "model_summary.txt")
     assert "Conv2D" in summary and "MaxPooling2D" in summary
-    assert run.info.run_name == "cnn-f8.16-k3-d0.5 epochs=1"
+    assert run.info.run_name == f"cnn-f8.16-k3-d0.5 dense=32 {TINY_NAME}"
 
 
 def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store):
@@ -118,7 +114,9 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
     # Early stopping watches, and the last epoch's weights are kept, not the best validation one.
     assert "Restoring model weights" not in done.stdout
     (run,) = store.runs()
-    assert run.info.run_name == "cnn-f32.64x2-k3-bn-aug-d0.4 epochs=3"
+    assert (
+        run.info.run_name == "cnn-f32.64x2-k3-bn-aug-d0.4 limit_train=1000 limit_test=200 epochs=3"
+    )
     assert run.data.params["model.augment.rotation"] == "10.0"
     assert run.data.params["train.early_stopping_patience"] == "10"
     assert run.data.params["train.restore_best_weights"] == "False"
@@ -134,12 +132,11 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
 def test_multirun_is_one_parent_with_a_child_per_job(tiny_sweep):
     runs = tiny_sweep.runs()
     assert len(runs) == 4
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = children_of(runs, parent)
+    parent, children = parent_and_children(runs)
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name.startswith("sweep model.hidden=8,16,32 ")
     assert sorted(int(c.data.params["model.hidden"]) for c in children) == [8, 16, 32]
-    assert {c.info.run_name for c in children} == {f"dense-h{h} epochs=1" for h in (8, 16, 32)}
+    assert {c.info.run_name for c in children} == {f"dense-h{h} {TINY_NAME}" for h in (8, 16, 32)}
     assert all(c.info.status == "FINISHED" for c in children)
     # Keras numbers a process's later optimizers (adam_1, ...): the jobs must not differ by that.
     assert {c.data.params["optimizer_name"] for c in children} == {"adam"}
@@ -181,8 +178,7 @@ def test_a_crashing_job_does_not_stop_the_sweep(run_cli, store, tmp_path, mnist_
                    *store.overrides)  # fmt: skip
     assert done.returncode != 0
     runs = store.runs()
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = sorted(children_of(runs, parent), key=lambda r: r.info.start_time)
+    parent, children = parent_and_children(runs)
     assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
     assert parent.info.status == "FAILED"
     assert "test_accuracy" in children[1].data.metrics
@@ -225,7 +221,7 @@ def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
 
     again = run_cli(*sweep)
     assert again.returncode == 0, again.stdout
-    assert "Skipping 'dense-h8 epochs=1'" in again.stdout
+    assert f"Skipping 'dense-h8 {TINY_NAME}'" in again.stdout
     assert "1 finished, 0 failed, 0 killed, 1 skipped" in again.stdout
     trained = [r for r in store.runs() if "model.hidden" in r.data.params]
     assert sorted(r.data.params["model.hidden"] for r in trained) == ["16", "8"]
@@ -250,7 +246,7 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            children = [r for r in store.runs() if "mlflow.parentRunId" in r.data.tags]
+            children = [r for r in store.runs() if PARENT_TAG in r.data.tags]
             if children and "val_accuracy" in children[0].data.metrics:
                 break  # training is under way
             time.sleep(0.5)
@@ -268,7 +264,7 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
     assert "Traceback" not in output, output
     runs = store.runs()
     assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"], output
-    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    (child,) = [r for r in runs if PARENT_TAG in r.data.tags]
     assert "Interrupted" in artifact_text(store.client(), child, "error.txt")
     assert child.data.metrics["val_accuracy"] > 0  # the epochs done so far are kept
 

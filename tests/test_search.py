@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 from mnist_exp.search_space import CNN_HEAD_WIDTHS, DENSE_WIDTHS
-from tests.conftest import TINY
-from tests.test_run import artifact_text, children_of
+from tests.helpers import TINY, artifact_text, parent_and_children
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +17,7 @@ def test_optuna_search_runs_seeded_trials_as_child_runs_and_resumes(run_cli, sto
     done = run_cli(*SEARCH, *store.overrides)
     assert done.returncode == 0, done.stdout
     runs = store.runs()
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    trials = children_of(runs, parent)
+    parent, trials = parent_and_children(runs)
     assert len(trials) == 3 and len(runs) == 4
     assert parent.info.status == "FINISHED"
     assert all(t.info.status == "FINISHED" for t in trials)

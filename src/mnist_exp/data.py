@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 from hydra.errors import CompactHydraException
 
+from mnist_exp.config import NUM_CLASSES
+
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "mnist.npz"
-NUM_CLASSES = 10
 
 # Shape and sha256 of each array's C-contiguous bytes, from DESIGN.md.
 CANONICAL = {

@@ -5,9 +5,15 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from mnist_exp.config import IMAGE_SIZE, AugmentConfig, CNNConfig, DenseConfig, ModelConfig
+from mnist_exp.config import (
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    AugmentConfig,
+    CNNConfig,
+    DenseConfig,
+    ModelConfig,
+)
 
-NUM_CLASSES = 10
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
 

@@ -11,25 +11,18 @@ placed by its centre of mass in the 28x28 frame, as MNIST's digits were.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter would bury the answer; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-import numpy as np  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
-
-from mnist_exp import tracking  # noqa: E402
-from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE, default_config  # noqa: E402
+from mnist_exp import store
+from mnist_exp.cli import fail
+from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE, default_config
 
 DIGIT_BOX = 20  # MNIST's digits fit in 20x20, centred by mass in 28x28
 INK = 0.2  # of the darkest-to-lightest range: fainter pixels (paper texture) don't widen the box
-
-
-def fail(message: str):
-    raise SystemExit(f"error: {message}")
 
 
 def mnist_like(image: Image.Image) -> np.ndarray:
@@ -121,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         image, truth = read_test_image(args.test_index, defaults.data.cache_dir)
     try:
-        tracking.use_store(args.tracking_uri)
-    except tracking.TrackingUnavailable as err:
+        store.use_store(args.tracking_uri)
+    except store.TrackingUnavailable as err:
         fail(str(err))
     probabilities = predict(args.model, image)
 

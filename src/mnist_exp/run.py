@@ -13,30 +13,24 @@ import signal
 import sys
 import threading
 
-# TensorFlow's C++ start-up chatter hides our own output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from mnist_exp.config import Config, plain_dict, run_name, validate  # noqa: E402
+from mnist_exp.cli import stop_on_sigterm
+from mnist_exp.config import Config, validate
+from mnist_exp.identity import plain_dict, run_name
 
 log = logging.getLogger("mnist_exp")
 
 
-def stop_on_sigterm(signum, frame):
-    # `kill` and job schedulers send SIGTERM: handled like Ctrl-C, so the run is marked KILLED.
-    raise KeyboardInterrupt("SIGTERM")
-
-
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import tracking
+    from mnist_exp import store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
@@ -44,23 +38,11 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
-    tracking.use_experiment(typed.tracking)
+    store.use_experiment(typed.tracking)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return train_and_log(typed, config, name)
-
-    # In a sweep: skip what is already done, and let one failing job not stop the others.
-    done = None if typed.tracking.rerun else tracking.finished_run_like(config)
-    if done is not None:
-        log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
-                 name, done.info.run_id)  # fmt: skip
-        tracking.note_skipped(name, done.info.run_id)
-        return done.data.metrics.get("val_accuracy", float("nan"))
-    try:
-        return train_and_log(typed, config, name)
-    except Exception as err:
-        log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
-                  name, type(err).__name__, err)  # fmt: skip
-        return float("nan")
+        train_and_log(typed, config, name)
+        return None
+    return sweep.run_job(typed, config, name, lambda: train_and_log(typed, config, name))
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
@@ -76,9 +58,10 @@ def cores_per_job(launcher: DictConfig) -> int | None:
     return max(1, cores // parallel) if parallel > 1 else None
 
 
-def train_and_log(typed: Config, config: dict, name: str) -> float:
-    """One tracked run: data, model, fit, evaluation, figures and model into MLflow."""
-    from mnist_exp import data, models, plots, tracking, train
+def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[float]]:
+    """One tracked run: data, model, fit, evaluation, figures and model into MLflow; the fit's
+    per-epoch history."""
+    from mnist_exp import data, models, plots, tracked_model, tracking, train
 
     hydra_cfg = HydraConfig.get()
     threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
@@ -119,7 +102,7 @@ def train_and_log(typed: Config, config: dict, name: str) -> float:
             },
         )
         tracking.log_confusion_matrix(confusion)
-        seconds = tracking.log_model(model, prepared.x_test[:2], probabilities[:2])
+        seconds = tracked_model.log_model(model, prepared.x_test[:2], probabilities[:2])
         log.info("Model logged in %.1fs", seconds)
         log.info(
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
@@ -127,8 +110,7 @@ def train_and_log(typed: Config, config: dict, name: str) -> float:
         )  # fmt: skip
         # Hydra's log of this job, so the run keeps its console output too.
         tracking.log_file(os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log"))
-    # What a hyperparameter sweeper maximises.
-    return fitted.history.get("val_accuracy", [scores["test_accuracy"]])[-1]
+    return fitted.history
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT
+from mnist_exp.store import health_problem
 
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"
 HOST = "127.0.0.1"
@@ -40,11 +40,7 @@ def free_port() -> int:
 
 
 def is_up(uri: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return health_problem(uri, timeout) is None
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -111,10 +107,6 @@ def run_command(command: list[str], uri: str) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 from hydra.errors import CompactHydraException
 
-from mnist_exp.config import LRSchedule, Precision, TrainConfig, Xla
-from mnist_exp.data import NUM_CLASSES, Prepared
+from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
+from mnist_exp.data import Prepared
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
     if cfg.xla is Xla.auto:
-        # Measured on a 2-core CPU: XLA speeds the dense network up ~1.5x per epoch but makes
-        # the convolutional one ~2x slower.
+        # XLA speeds the dense network up but slows convolutions down (bench/RESULTS.md).
         return not any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
     return cfg.xla is Xla.always
 

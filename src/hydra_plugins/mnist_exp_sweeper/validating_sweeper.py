@@ -16,6 +16,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
 from mnist_exp.config import ConfigError, validate
+from mnist_exp.sweep import check_sweep_job
 
 
 @dataclass
@@ -37,6 +38,6 @@ class ValidatingSweeper(BasicSweeper):
         for overrides in batch:
             job_cfg = loader.load_sweep_config(self.config, list(overrides))
             try:
-                validate(job_cfg)
+                check_sweep_job(validate(job_cfg))
             except ConfigError as err:
                 raise ConfigError(f"Sweep job [{' '.join(overrides)}]: {err}") from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mnist_exp import tracking
+from mnist_exp import store as mlflow_store
+from mnist_exp import tracked_model
 from mnist_exp.config import AugmentConfig, CNNConfig, TrackingConfig
 from mnist_exp.models import build_model
 
@@ -21,11 +22,11 @@ def test_logged_model_loads_as_pyfunc_and_predicts_like_the_keras_model(store, m
     x = (mnist.x_test[:50].astype(np.float32) / 255)[..., np.newaxis]
     expected = model.predict(x, verbose=0)
 
-    tracking.use_experiment(TrackingConfig(uri=store.uri, artifact_location=str(store.root)))
+    mlflow_store.use_experiment(TrackingConfig(uri=store.uri, artifact_location=str(store.root)))
     with mlflow.start_run() as run:
-        seconds = tracking.log_model(model, x[:2], expected[:2])
+        seconds = tracked_model.log_model(model, x[:2], expected[:2])
     assert 0 < seconds < 30
-    uri = f"runs:/{run.info.run_id}/{tracking.MODEL_NAME}"
+    uri = f"runs:/{run.info.run_id}/{tracked_model.MODEL_NAME}"
 
     info = mlflow.models.get_model_info(uri)
     assert set(info.flavors) == {"keras", "python_function"}

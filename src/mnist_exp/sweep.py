@@ -1,0 +1,180 @@
+"""Sweeps: one MLflow parent run per Hydra multirun, and what each job of a sweep does.
+
+A job skips a config that already has a FINISHED run, keeps a failure to its own FAILED run so
+the others go on, and hands the sweeper its validation accuracy (never the test accuracy, which
+must stay unseen by any search). The parent run ends with the sweep's outcome.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mnist_exp import store
+from mnist_exp.config import Config, ConfigError
+from mnist_exp.identity import git_state
+from mnist_exp.tracking import PARENT_RUN_ENV, SKIPPED_TAG, children_filter
+
+log = logging.getLogger(__name__)
+
+# What a sweeper maximises; the test set never decides anything in a search.
+OBJECTIVE = "val_accuracy"
+
+# Written into the sweep dir by a search sweeper (Optuna); kept with the sweep's parent run.
+OPTIMIZATION_RESULTS = "optimization_results.yaml"
+
+
+def check_sweep_job(cfg: Config) -> None:
+    """A sweep's jobs are compared on validation accuracy, so each must hold some data out."""
+    if not cfg.train.validation_split:
+        raise ConfigError(
+            f"train.validation_split={cfg.train.validation_split}: a sweep compares its jobs "
+            f"on {OBJECTIVE}, so it needs a validation split > 0 (the test set must not choose)"
+        )
+
+
+def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> float:
+    """One job of a sweep: skipped if already done, a failure kept to its own run; the objective.
+
+    `train` runs the job and returns its per-epoch history.
+    """
+    from mnist_exp import tracking
+
+    check_sweep_job(cfg)
+    done = None if cfg.tracking.rerun else tracking.finished_run_like(config)
+    if done is not None:
+        log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
+                 name, done.info.run_id)  # fmt: skip
+        tracking.note_skipped(name, done.info.run_id)
+        if OBJECTIVE not in done.data.metrics:
+            log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
+        return done.data.metrics.get(OBJECTIVE, float("nan"))
+    try:
+        return train()[OBJECTIVE][-1]
+    except Exception as err:
+        log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
+                  name, type(err).__name__, err)  # fmt: skip
+        return float("nan")
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    status: str | None  # FINISHED, FAILED or KILLED; None when no job ran at all
+    ended: dict[str, str]  # each child run's final status, by run id
+
+
+def sweep_outcome(children: dict[str, str], skipped: int, interrupted: bool) -> SweepOutcome:
+    """The sweep's status from its children's (run id -> status). A child still RUNNING lost its
+    process (a launcher stopped its worker, or the OS killed it): it ends KILLED if the sweep was
+    interrupted, FAILED otherwise, and never stays RUNNING."""
+    if not children and not skipped:
+        return SweepOutcome(None, {})
+    lost = "KILLED" if interrupted else "FAILED"
+    ended = {run_id: lost if s == "RUNNING" else s for run_id, s in children.items()}
+    if "FAILED" in ended.values():
+        status = "FAILED"
+    elif interrupted or "KILLED" in ended.values():
+        status = "KILLED"
+    else:
+        status = "FINISHED"
+    return SweepOutcome(status, ended)
+
+
+class SweepParentRun(Callback):
+    """Hydra callback: one MLflow parent run per multirun, ended with the sweep's outcome."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        try:
+            store.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
+            experiment_id = store.use_experiment(config.tracking)
+        except CompactHydraException as err:
+            # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
+            # exit is what stops it, before any job runs or any run is recorded.
+            print(err, file=sys.stderr)
+            sys.exit(1)
+        overrides = " ".join(config.hydra.overrides.task)
+        sweep_params = config.hydra.sweeper.get("params") or {}
+        swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
+            tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
+        )
+        self.run_id = run.info.run_id
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
+        atexit.register(self._end, interrupted=True)
+        log.info("Sweep parent run %s", self.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._end(interrupted=False) == "FAILED":
+            # The jobs caught their own errors so the sweep could go on; the exit code says so.
+            sys.exit(1)
+
+    def _end(self, interrupted: bool) -> str | None:
+        if self.run_id is None:
+            return None
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        parent = client.get_run(self.run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=children_filter(self.run_id),
+            order_by=["attributes.start_time ASC"],
+        )
+        skipped = {
+            key.removeprefix(SKIPPED_TAG): name
+            for key, name in parent.data.tags.items()
+            if key.startswith(SKIPPED_TAG)
+        }
+        outcome = sweep_outcome(
+            {child.info.run_id: child.info.status for child in children}, len(skipped), interrupted
+        )
+        if outcome.status is None:
+            # Stopped before any job started (e.g. a bad override): the parent records nothing.
+            client.delete_run(self.run_id)
+            log.info("Sweep parent run %s deleted: no job ran", self.run_id)
+        else:
+            for child in children:
+                if child.info.status != outcome.ended[child.info.run_id]:
+                    client.set_terminated(child.info.run_id, outcome.ended[child.info.run_id])
+            results = self.sweep_dir / OPTIMIZATION_RESULTS
+            if results.is_file():
+                client.log_artifact(self.run_id, str(results))
+            client.set_terminated(self.run_id, outcome.status)
+            self._summarise(outcome, children, skipped)
+        os.environ.pop(PARENT_RUN_ENV, None)
+        self.run_id = None
+        return outcome.status
+
+    def _summarise(self, outcome: SweepOutcome, children: list, skipped: dict[str, str]) -> None:
+        statuses = list(outcome.ended.values())
+        log.info(
+            "Sweep %s (parent run %s): %d finished, %d failed, %d killed, %d skipped",
+            outcome.status, self.run_id, statuses.count("FINISHED"), statuses.count("FAILED"),
+            statuses.count("KILLED"), len(skipped),
+        )  # fmt: skip
+        for child in children:
+            if outcome.ended[child.info.run_id] != "FINISHED":
+                log.info("  %-8s %s  %s", outcome.ended[child.info.run_id], child.info.run_id,
+                         child.info.run_name)  # fmt: skip
+        for run_id, name in skipped.items():
+            log.info("  SKIPPED  %s  %s (already finished)", run_id, name)
