@@ -6,9 +6,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5000
 
-.PHONY: setup data baseline cnn best sweep sweep-parallel compare register ui server test test-fast bench bench-sweep lint format clean
+.PHONY: help setup data baseline cnn best sweep sweep-parallel compare register ui server test test-fast bench bench-sweep lint format clean
 
-setup: $(STAMP)
+help:  ## list the everyday commands (this)
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
+		awk -F'\t' '{ printf "  make %-15s %s\n", $$1, $$2 }'
+
+setup: $(STAMP)  ## create .venv and install the project (every target does this first)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
@@ -23,7 +27,7 @@ data: setup  ## fetch MNIST into data/ and verify its checksums
 baseline: data  ## the tutorial's network, tracked in MLflow
 	$(PY) -m mnist_exp.run +experiment=baseline
 
-cnn: data
+cnn: data  ## the Conv2D/MaxPooling network, trained as the tutorial trains
 	$(PY) -m mnist_exp.run +experiment=cnn
 
 best: data  ## the best recipe found: 99.64% test accuracy in 17 minutes on 2 CPU cores (bf16)
@@ -39,7 +43,7 @@ register: setup  ## register the latest sweep's best model: make register NAME=m
 	@test -n "$(NAME)" || { echo "usage: make register NAME=<model name> [ARGS=--all]" >&2; exit 2; }
 	$(PY) -m mnist_exp.compare --register $(NAME) $(ARGS)
 
-ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:$(PORT)
+ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:5000 (PORT=N)
 	$(PY) -m mnist_exp.server --port $(PORT)
 
 server: ui  ## the same process: `make server`, then add tracking=server to runs in other terminals
@@ -61,11 +65,11 @@ bench: data  ## tutorial code vs mnist_exp.run, side by side (~10 min); writes b
 bench-sweep: data  ## sweep throughput, one job at a time vs two (~5 min); appends to bench/RESULTS.md
 	$(PY) bench/sweep_throughput.py
 
-lint: setup
+lint: setup  ## ruff: lint and formatting check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: setup
+format: setup  ## ruff: fix what it can and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 

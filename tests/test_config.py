@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from mnist_exp.config import PROJECT_ROOT, CNNConfig, ConfigError, DenseConfig, validate
+from mnist_exp.config import PROJECT_ROOT, ConfigError, DenseConfig, validate
 from tests.helpers import compose_config
 
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -81,23 +79,6 @@ def test_environment_variables_relocate_store_and_cache(monkeypatch, tmp_path):
     cfg = validate(compose_config())
     assert cfg.tracking.uri == "http://127.0.0.1:5999"
     assert cfg.data.cache_dir == str(tmp_path)
-
-
-def test_cnn_config():
-    cfg = validate(compose_config("model=cnn"))
-    assert isinstance(cfg.model, CNNConfig)
-    assert cfg.model.filters == [32, 64]
-    assert (cfg.model.convs_per_block, cfg.model.batch_norm) == (1, False)
-    assert not any(dataclasses.astuple(cfg.model.augment))
-
-
-def test_best_preset_is_a_regularised_cnn_with_schedule_and_early_stopping():
-    cfg = validate(compose_config("+experiment=best"))
-    assert isinstance(cfg.model, CNNConfig) and cfg.model.batch_norm
-    assert all(dataclasses.astuple(cfg.model.augment))
-    assert cfg.train.lr_schedule.value == "cosine" and cfg.train.early_stopping_patience
-    assert 0 < cfg.train.label_smoothing < 0.5
-    assert cfg.train.validation_split == 0.2  # early stopping needs it; the test set stays unseen
 
 
 # Hydra refuses these while composing: wrong type, unknown key, unknown choice or group.

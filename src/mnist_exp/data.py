@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "mnist.npz"
 
-# Shape and sha256 of each array's C-contiguous bytes, from DESIGN.md.
+# Shape and sha256 of each array's C-contiguous bytes: docs/architecture.md, "MNIST without
+# internet".
 CANONICAL = {
     "x_train": (
         (60000, 28, 28),

@@ -19,13 +19,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_exp.cli import stop_on_sigterm
-from mnist_exp.config import Config, validate
+from mnist_exp.config import PROJECT_ROOT, Config, validate
 from mnist_exp.identity import plain_dict, run_name
 
 log = logging.getLogger("mnist_exp")
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+# An absolute path: Hydra would read a relative one as a package path when this module is not
+# __main__ (the mnist-exp-run command, a notebook).
+@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
@@ -113,7 +115,8 @@ def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[floa
     return fitted.history
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`python -m mnist_exp.run` and the `mnist-exp-run` command."""
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -126,3 +129,7 @@ if __name__ == "__main__":
         by = signal.Signals.__members__.get(str(interrupt), signal.SIGINT)  # "" for Ctrl-C
         print(f"Interrupted by {by.name}; a run in progress is recorded as KILLED", file=sys.stderr)
         sys.exit(128 + by)
+
+
+if __name__ == "__main__":
+    command()
