@@ -44,7 +44,10 @@ def main(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name)
         return None
-    return sweep.run_job(typed, config, name, lambda: train_and_log(typed, config, name))
+    from mnist_exp.search_trial import job_trial
+
+    trial = job_trial(hydra_cfg.sweeper)  # None unless a search (hydra/sweeper=search) runs it
+    return sweep.run_job(typed, config, name, lambda: train_and_log(typed, config, name, trial))
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
@@ -60,14 +63,17 @@ def cores_per_job(launcher: DictConfig) -> int | None:
     return max(1, cores // parallel) if parallel > 1 else None
 
 
-def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[float]]:
+def train_and_log(typed: Config, config: dict, name: str, trial=None) -> dict[str, list[float]]:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow; the fit's
-    per-epoch history."""
-    from mnist_exp import data, models, plots, tracked_model, tracking, train
+    per-epoch history. A search's trial is told each epoch's val_accuracy and may be pruned."""
+    from mnist_exp import data, models, plots, search_trial, tracked_model, tracking, train
 
     hydra_cfg = HydraConfig.get()
     threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
-    with tracking.job_run(config, name) as run:
+    callbacks = [tracking.epoch_metrics_callback()]  # first: a pruned epoch is logged too
+    if trial is not None:
+        callbacks.append(search_trial.pruning_callback(trial))
+    with tracking.job_run(config, name, search_trial.trial_tags(trial)) as run:
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
@@ -84,7 +90,7 @@ def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[floa
         train.set_precision(typed.train.precision)
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
-        fitted = train.fit(model, prepared, typed.train, [tracking.epoch_metrics_callback()])
+        fitted = train.fit(model, prepared, typed.train, callbacks)
         scores, probabilities = train.evaluate(model, prepared)
         confusion = train.confusion_matrix(prepared.y_test, probabilities)
 

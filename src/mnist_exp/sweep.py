@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hydra.errors import CompactHydraException
@@ -30,8 +29,8 @@ log = logging.getLogger(__name__)
 # What a sweeper maximises; the test set never decides anything in a search.
 OBJECTIVE = "val_accuracy"
 
-# Written into the sweep dir by a search sweeper (Optuna); kept with the sweep's parent run.
-OPTIMIZATION_RESULTS = "optimization_results.yaml"
+# A child run the search's pruner stopped early: KILLED in MLflow, but a result, not a loss.
+PRUNED = "PRUNED"
 
 
 def check_sweep_job(cfg: Config) -> None:
@@ -43,8 +42,20 @@ def check_sweep_job(cfg: Config) -> None:
         )
 
 
-def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> float:
-    """One job of a sweep: skipped if already done, a failure kept to its own run; the objective.
+def validate_sweep_job(loader: Any, sweep_config: DictConfig, overrides: list[str]) -> None:
+    """Compose one job of a sweep as its launcher will, and check it as `run` will."""
+    from mnist_exp.config import validate
+
+    job_cfg = loader.load_sweep_config(sweep_config, list(overrides))
+    try:
+        check_sweep_job(validate(job_cfg))
+    except ConfigError as err:
+        raise ConfigError(f"Sweep job [{' '.join(overrides)}]: {err}") from None
+
+
+def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> Any:
+    """One job of a sweep: skipped if already done, a failure kept to its own run; the objective
+    (NaN for a failure), or the PrunedTrial when a search's pruner stopped it.
 
     `train` runs the job and returns its per-epoch history.
     """
@@ -59,8 +70,14 @@ def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], 
         if OBJECTIVE not in done.data.metrics:
             log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
         return done.data.metrics.get(OBJECTIVE, float("nan"))
+    from mnist_exp.search_trial import PrunedTrial
+
     try:
         return train()[OBJECTIVE][-1]
+    except PrunedTrial as pruned:
+        # Returned, not raised: Hydra would log a pruned trial as a job error. The search's
+        # sweeper tells its study; the run is already recorded.
+        return pruned
     except Exception as err:
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
@@ -70,12 +87,13 @@ def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], 
 @dataclass(frozen=True)
 class SweepOutcome:
     status: str | None  # FINISHED, FAILED or KILLED; None when no job ran at all
-    ended: dict[str, str]  # each child run's final status, by run id
+    ended: dict[str, str]  # each child run's final status (or PRUNED), by run id
 
 
 def sweep_outcome(children: dict[str, str], skipped: int, interrupted: bool) -> SweepOutcome:
-    """The sweep's status from its children's (run id -> status). A child still RUNNING lost its
-    process (a launcher stopped its worker, or the OS killed it): it ends KILLED if the sweep was
+    """The sweep's status from its children's (run id -> status, or PRUNED for a run the search
+    stopped early, which is a result like FINISHED). A child still RUNNING lost its process (a
+    launcher stopped its worker, or the OS killed it): it ends KILLED if the sweep was
     interrupted, FAILED otherwise, and never stays RUNNING."""
     if not children and not skipped:
         return SweepOutcome(None, {})
@@ -88,6 +106,13 @@ def sweep_outcome(children: dict[str, str], skipped: int, interrupted: bool) -> 
     else:
         status = "FINISHED"
     return SweepOutcome(status, ended)
+
+
+def child_status(run: Any) -> str:
+    """A child run's status, PRUNED for one the search's pruner stopped."""
+    from mnist_exp.search_trial import PRUNED_TAG
+
+    return PRUNED if PRUNED_TAG in run.data.tags else run.info.status
 
 
 class SweepParentRun(Callback):
@@ -117,7 +142,6 @@ class SweepParentRun(Callback):
             tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
         )
         self.run_id = run.info.run_id
-        self.sweep_dir = Path(config.hydra.sweep.dir)
         os.environ[PARENT_RUN_ENV] = self.run_id
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
@@ -146,7 +170,9 @@ class SweepParentRun(Callback):
             if key.startswith(SKIPPED_TAG)
         }
         outcome = sweep_outcome(
-            {child.info.run_id: child.info.status for child in children}, len(skipped), interrupted
+            {child.info.run_id: child_status(child) for child in children},
+            len(skipped),
+            interrupted,
         )
         if outcome.status is None:
             # Stopped before any job started (e.g. a bad override): the parent records nothing.
@@ -154,11 +180,8 @@ class SweepParentRun(Callback):
             log.info("Sweep parent run %s deleted: no job ran", self.run_id)
         else:
             for child in children:
-                if child.info.status != outcome.ended[child.info.run_id]:
+                if child_status(child) != outcome.ended[child.info.run_id]:
                     client.set_terminated(child.info.run_id, outcome.ended[child.info.run_id])
-            results = self.sweep_dir / OPTIMIZATION_RESULTS
-            if results.is_file():
-                client.log_artifact(self.run_id, str(results))
             client.set_terminated(self.run_id, outcome.status)
             self._summarise(outcome, children, skipped)
         os.environ.pop(PARENT_RUN_ENV, None)
@@ -168,12 +191,12 @@ class SweepParentRun(Callback):
     def _summarise(self, outcome: SweepOutcome, children: list, skipped: dict[str, str]) -> None:
         statuses = list(outcome.ended.values())
         log.info(
-            "Sweep %s (parent run %s): %d finished, %d failed, %d killed, %d skipped",
-            outcome.status, self.run_id, statuses.count("FINISHED"), statuses.count("FAILED"),
-            statuses.count("KILLED"), len(skipped),
+            "Sweep %s (parent run %s): %d finished, %d pruned, %d failed, %d killed, %d skipped",
+            outcome.status, self.run_id, statuses.count("FINISHED"), statuses.count(PRUNED),
+            statuses.count("FAILED"), statuses.count("KILLED"), len(skipped),
         )  # fmt: skip
         for child in children:
-            if outcome.ended[child.info.run_id] != "FINISHED":
+            if outcome.ended[child.info.run_id] not in ("FINISHED", PRUNED):
                 log.info("  %-8s %s  %s", outcome.ended[child.info.run_id], child.info.run_id,
                          child.info.run_name)  # fmt: skip
         for run_id, name in skipped.items():

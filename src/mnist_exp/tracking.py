@@ -39,14 +39,19 @@ def children_filter(parent_run_id: str) -> str:
 
 
 @contextlib.contextmanager
-def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
+def job_run(
+    config: dict[str, Any], run_name: str, extra_tags: dict[str, str] | None = None
+) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
+    A trial the search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
     """
     import mlflow
 
-    tags = {"config_hash": config_hash(config), **git_state()}
+    from mnist_exp.search_trial import PrunedTrial
+
+    tags = {"config_hash": config_hash(config), **git_state(), **(extra_tags or {})}
     run = mlflow.start_run(
         run_name=run_name, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None, tags=tags
     )
@@ -54,6 +59,10 @@ def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
         mlflow.log_params(hyperparameters(config))
         mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
         yield run
+    except PrunedTrial as pruned:
+        mlflow.set_tags(pruned.run_tags)
+        mlflow.end_run("KILLED")
+        raise
     except KeyboardInterrupt:
         mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
         mlflow.end_run("KILLED")

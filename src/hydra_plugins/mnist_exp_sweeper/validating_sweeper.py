@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
-from mnist_exp.config import ConfigError, validate
-from mnist_exp.sweep import check_sweep_job
+from mnist_exp.sweep import validate_sweep_job
 
 
 @dataclass
@@ -34,10 +33,5 @@ ConfigStore.instance().store(
 
 class ValidatingSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        loader = self.hydra_context.config_loader
         for overrides in batch:
-            job_cfg = loader.load_sweep_config(self.config, list(overrides))
-            try:
-                check_sweep_job(validate(job_cfg))
-            except ConfigError as err:
-                raise ConfigError(f"Sweep job [{' '.join(overrides)}]: {err}") from None
+            validate_sweep_job(self.hydra_context.config_loader, self.config, list(overrides))

@@ -1,0 +1,72 @@
+"""A search job's Optuna trial: found again in the shared study, told val_accuracy every epoch,
+and stopped at an epoch's end when the pruner says it cannot win.
+
+The sweeper asks the study for a trial and hands its job the study's storage, name and the
+trial's id as `hydra.sweeper.*` keys; the pruner's settings travel the same way, in the job's
+own copy of `hydra.sweeper.pruner` (Optuna does not keep the pruner in the storage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+# Child-run tags: which trial a run is, and the epoch after which a pruned one stopped.
+TRIAL_TAG = "optuna_trial"
+STUDY_TAG = "optuna_study"
+PRUNED_TAG = "pruned_at_epoch"
+
+
+class PrunedTrial(Exception):
+    """The pruner stopped this trial after `epoch` epochs (its run is KILLED, its curves kept)."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"pruned after epoch {epoch}")
+        self.epoch = epoch
+
+    def __reduce__(self):  # crosses from a joblib worker to the sweeper intact
+        return type(self), (self.epoch,)
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        return {PRUNED_TAG: str(self.epoch)}
+
+
+def job_trial(sweeper: DictConfig) -> Any | None:
+    """This job's live trial, or None when the job is not part of a search."""
+    if sweeper.get("trial_id") is None:
+        return None
+    import optuna
+    from hydra.utils import instantiate
+
+    from mnist_exp.study import load_study
+
+    study = load_study(sweeper.storage, sweeper.study_name, instantiate(sweeper.pruner))
+    return optuna.trial.Trial(study, sweeper.trial_id)
+
+
+def trial_tags(trial: Any | None) -> dict[str, str]:
+    if trial is None:
+        return {}
+    return {TRIAL_TAG: str(trial.number), STUDY_TAG: trial.study.study_name}
+
+
+def pruning_callback(trial: Any) -> Any:
+    """optuna-integration's Keras callback, raising our PrunedTrial so the run records the epoch.
+
+    Goes after MLflow's callback in the list, so the pruned epoch's metrics are logged first.
+    """
+    import optuna
+    from optuna_integration import KerasPruningCallback
+
+    from mnist_exp.sweep import OBJECTIVE
+
+    class Pruning(KerasPruningCallback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            try:
+                super().on_epoch_end(epoch, logs)
+            except optuna.TrialPruned:
+                raise PrunedTrial(epoch + 1) from None
+
+    return Pruning(trial, OBJECTIVE)

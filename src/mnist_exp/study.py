@@ -1,0 +1,156 @@
+"""A search's Optuna study: where it is kept, what it counts as done, and what it leaves behind.
+
+The study lives in Optuna's RDB storage (by default `optuna.db` beside the MLflow store), so
+that it outlives the command (run it again and it goes on) and so that jobs in other processes
+reach it: each job reports its epochs there and the pruner reads everyone's from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mnist_exp.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+STUDY_FILE = "optuna.db"
+# Several processes (the sweeper, joblib workers) write one SQLite file; SQLite lets one write at
+# a time, so each waits up to this long for the lock rather than failing `database is locked`.
+SQLITE_TIMEOUT_SECONDS = 120
+# A trial whose job never ended (Ctrl-C, a crash): failed, but not a result of its params.
+INTERRUPTED_ATTR = "interrupted"
+IMPORTANCE_FIGURE = "param_importances.png"
+RESULTS_FILE = "optimization_results.yaml"
+
+
+def default_storage(tracking_uri: str) -> str:
+    """optuna.db beside a local MLflow store; in the project's mlruns/ when runs go to a server."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    else:
+        folder = PROJECT_ROOT / "mlruns"
+    return f"sqlite:///{folder / STUDY_FILE}"
+
+
+def default_study_name(experiment: str, definition: dict[str, Any]) -> str:
+    """The same search (space, fixed overrides, sampler, pruner, direction) is the same study,
+    so the same command again continues it; change any of them and a new study starts."""
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode())
+    return f"{experiment}-search-{digest.hexdigest()[:10]}"
+
+
+def open_storage(url: str) -> Any:
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
+    else:
+        engine = {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def load_study(storage: str, study_name: str, pruner: Any) -> Any:
+    """The study as a job sees it. Optuna does not store the pruner, so the job brings its own."""
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=pruner)
+
+
+def counted(trial: Any) -> bool:
+    """Trials that count towards n_trials: finished, pruned, or failed because of their config."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED_ATTR)
+
+
+def give_back(study: Any, trial_number: int) -> None:
+    """A trial whose job was interrupted: failed, marked so, and its params queued to run first
+    next time, so an interrupted search repeats only the trials that were under way."""
+    from optuna.trial import TrialState
+
+    trial = study.trials[trial_number]
+    if trial.state != TrialState.RUNNING:
+        return
+    study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+    study.tell(trial_number, state=TrialState.FAIL)
+    study.enqueue_trial(trial.params, skip_if_exists=False)
+
+
+def recover_interrupted(study: Any) -> int:
+    """Give back the trials a crashed search left RUNNING; how many there were."""
+    from optuna.trial import TrialState
+
+    stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in stale:
+        give_back(study, number)
+    return len(stale)
+
+
+def results(study: Any) -> dict[str, Any]:
+    """What optimization_results.yaml holds: the best trial and how the trials ended."""
+    from optuna.trial import TrialState
+
+    states = [t.state for t in study.trials]
+    summary = {
+        "name": study.study_name,
+        "trials": {s.name.lower(): states.count(s) for s in TrialState if states.count(s)},
+    }
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        summary.update(best_trial=best.number, best_params=best.params, best_value=best.value)
+    return summary
+
+
+def importance_figure(study: Any) -> Any | None:
+    """Optuna's parameter-importance plot (fANOVA); None while too few trials are complete."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+
+    try:
+        with warnings.catch_warnings():  # "experimental", "few trials per regime"
+            warnings.simplefilter("ignore")
+            axes = optuna.visualization.matplotlib.plot_param_importances(study)
+    except (ValueError, RuntimeError) as err:
+        log.warning("No parameter-importance figure: %s", err)
+        return None
+    figure = axes.figure
+    figure.set_size_inches(8, 4)
+    figure.tight_layout()
+    return figure
+
+
+def log_to_parent(study: Any, parent_run_id: str, sweep_dir: Path, storage: str) -> dict:
+    """The study's verdict into the search's parent run: best params and value, the trial
+    counts, optimization_results.yaml and the importance figure."""
+    import yaml
+    from mlflow import MlflowClient
+
+    summary = results(study)
+    client = MlflowClient()
+    client.set_tag(parent_run_id, "optuna_study", study.study_name)
+    client.set_tag(parent_run_id, "optuna_storage", storage)
+    for state, count in summary["trials"].items():
+        client.log_metric(parent_run_id, f"trials_{state}", count)
+    if "best_value" in summary:
+        client.log_metric(parent_run_id, "best_val_accuracy", summary["best_value"])
+        client.set_tag(parent_run_id, "best_trial", summary["best_trial"])
+        for name, value in summary["best_params"].items():
+            client.log_param(parent_run_id, f"best.{name}", value)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / RESULTS_FILE).write_text(yaml.safe_dump(summary, sort_keys=False))
+    client.log_artifact(parent_run_id, str(sweep_dir / RESULTS_FILE))
+    figure = importance_figure(study)
+    if figure is not None:
+        client.log_figure(parent_run_id, figure, IMPORTANCE_FIGURE)
+    return summary
