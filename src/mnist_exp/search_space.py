@@ -10,8 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.core.override_parser.types import Transformer
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
 from omegaconf import DictConfig
 
 DENSE_WIDTHS = (64, 128, 256, 512)
