@@ -1,41 +1,178 @@
-"""The Optuna preset: real trials as child runs, a seeded sampler, and a search that resumes."""
+"""The Optuna search: trials as child runs, a conditional space, pruning, a durable study."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
 import pytest
 import yaml
+from mlflow import MlflowClient
+from optuna.trial import TrialState
 
-from mnist_exp.search_space import CNN_HEAD_WIDTHS, DENSE_WIDTHS
-from tests.helpers import TINY, artifact_text, parent_and_children
+from mnist_exp.search_space import CNN_HEAD_WIDTHS, DENSE_WIDTHS, extremes, parse
+from mnist_exp.search_trial import PRUNED_TAG, TRIAL_TAG
+from mnist_exp.server import tracking_server
+from mnist_exp.study import INTERRUPTED_ATTR
+from tests.helpers import (
+    TINY,
+    artifact_text,
+    assert_clean_error,
+    cli_env,
+    default_sigint,
+    parent_and_children,
+    runs_in,
+)
 
-pytestmark = pytest.mark.slow
+SEARCH = ["-m", "+experiment=optuna_search", *TINY]
+# Every trial is pruned after its first epoch: no validation accuracy reaches 1.01.
+PRUNE_ALL = ["hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01",
+             "train.epochs=2"]  # fmt: skip
 
-SEARCH = ["-m", "+experiment=optuna_search", "hydra.sweeper.n_trials=3", *TINY]
+
+def study_of(parent, storage: str):
+    return optuna.load_study(study_name=parent.data.tags["optuna_study"], storage=storage)
 
 
-def test_optuna_search_runs_seeded_trials_as_child_runs_and_resumes(run_cli, store):
-    done = run_cli(*SEARCH, *store.overrides)
+def test_sweep_syntax_becomes_optuna_distributions():
+    space, fixed = parse(["model.dropout=interval(0.0, 0.5)", "train.epochs=2",
+                          "train.learning_rate=tag(log, interval(0.0001, 0.01))",
+                          "model.hidden=choice(64, 128)", "train.batch_size=range(32, 129, 32)"])  # fmt: skip
+    assert fixed == ["train.epochs=2"]
+    assert space["model.dropout"] == optuna.distributions.FloatDistribution(0.0, 0.5)
+    assert space["train.learning_rate"].log and space["train.learning_rate"].high == 0.01
+    assert space["model.hidden"].choices == (64, 128)
+    assert space["train.batch_size"] == optuna.distributions.IntDistribution(32, 128, step=32)
+    assert "model.dropout=0.5" in extremes(space) and "model.hidden=64" in extremes(space)
+
+
+@pytest.mark.slow
+def test_a_space_reaching_a_bad_value_is_refused_before_anything_trains(run_cli, store):
+    done = run_cli(*SEARCH, "model.dropout=interval(0.0, 1.5)", *store.overrides)
+    assert_clean_error(done, "model.dropout=1.5: must be >= 0.0 and < 1.0")
+    assert "Training" not in done.stdout
+    assert store.runs() == []
+
+
+@pytest.mark.slow
+def test_search_runs_seeded_conditional_trials_as_child_runs_and_keeps_its_verdict(run_cli, store):
+    done = run_cli(*SEARCH, "hydra.sweeper.n_trials=3", *store.overrides)
     assert done.returncode == 0, done.stdout
     runs = store.runs()
     parent, trials = parent_and_children(runs)
     assert len(trials) == 3 and len(runs) == 4
     assert parent.info.status == "FINISHED"
     assert all(t.info.status == "FINISHED" for t in trials)
+    assert sorted(t.data.tags[TRIAL_TAG] for t in trials) == ["0", "1", "2"]
     for trial in trials:
         params = trial.data.params
         assert 0.0 <= float(params["model.dropout"]) <= 0.5
         assert 1e-4 <= float(params["train.learning_rate"]) <= 1e-2
-        if "model.hidden" in params:  # the width that belongs to the family Optuna chose
+        if params["model.family"] == "dense":  # the width that belongs to the family chosen
             assert int(params["model.hidden"]) in DENSE_WIDTHS and "model.filters" not in params
         else:
-            assert int(params["model.dense"]) in CNN_HEAD_WIDTHS
-    # Optuna's verdict is kept with the parent, and it is the best trial's validation accuracy.
+            assert int(params["model.dense"]) in CNN_HEAD_WIDTHS and "model.hidden" not in params
+    # The study's verdict is kept with the parent: the best trial's validation accuracy and its
+    # params, the importance figure.
+    best = max(trials, key=lambda t: t.data.metrics["val_accuracy"])
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(
+        best.data.metrics["val_accuracy"]
+    )
+    assert parent.data.params["best.model.dropout"] == best.data.params["model.dropout"]
     results = yaml.safe_load(artifact_text(store.client(), parent, "optimization_results.yaml"))
-    best = max(t.data.metrics["val_accuracy"] for t in trials)
-    assert results["best_value"] == pytest.approx(best)
+    assert results["best_value"] == pytest.approx(best.data.metrics["val_accuracy"])
+    artifacts = {a.path for a in store.client().list_artifacts(parent.info.run_id)}
+    assert "param_importances.png" in artifacts
+    study = study_of(parent, f"sqlite:///{store.root}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
 
-    # The same command again: the seeded sampler proposes the same trials, all already done.
-    again = run_cli(*SEARCH, *store.overrides)
+    # The same command again: the study already holds its 3 trials, so nothing trains.
+    again = run_cli(*SEARCH, "hydra.sweeper.n_trials=3", *store.overrides)
     assert again.returncode == 0, again.stdout
-    assert "0 finished, 0 failed, 0 killed, 3 skipped" in again.stdout
-    assert len([r for r in store.runs() if "model.dropout" in r.data.params]) == 3
+    assert "3 of 3 trials done, 0 to go" in again.stdout
+    assert len(store.runs()) == 4
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool, store):
+    done = run_cli(*SEARCH, *PRUNE_ALL, "hydra.sweeper.n_trials=2", *store.overrides)
+    assert done.returncode == 0, done.stdout
+    assert "0 finished, 2 pruned, 0 failed, 0 killed, 0 skipped" in done.stdout
+    assert "Error executing job" not in done.stdout
+    parent, trials = parent_and_children(store.runs())
+    assert parent.info.status == "FINISHED"
+    for trial in trials:
+        assert trial.info.status == "KILLED" and trial.data.tags[PRUNED_TAG] == "1"
+        history = store.client().get_metric_history(trial.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == [0]  # the first epoch, kept; no second one
+    study = study_of(parent, f"sqlite:///{store.root}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    assert [list(t.intermediate_values) for t in study.trials] == [[0], [0]]
+
+    compared = run_tool("compare", "--out", str(store.root / "compare"), store=store)
+    assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.count("PRUNED (epoch 1)") == 2
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist_dir, run_cli):
+    store.create()  # this test reads the store while the search writes it
+    command = [*SEARCH, "train.epochs=3", "hydra.sweeper.n_trials=3", *store.overrides]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            statuses = sorted(r.info.status for r in store.runs() if TRIAL_TAG in r.data.tags)
+            if statuses == ["FINISHED", "RUNNING"]:
+                break  # trial 0 is done, trial 1 is under way
+            time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()[0]
+        proc.send_signal(signal.SIGINT)
+        first, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, first
+
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stdout
+    assert "1 trial(s) left running by an interrupted search will run again" in again.stdout
+    assert "1 of 3 trials done, 2 to go" in again.stdout
+    trials = [r for r in store.runs() if TRIAL_TAG in r.data.tags]
+    by_number = {r.data.tags[TRIAL_TAG]: r for r in trials}
+    assert len(trials) == 4  # trial 0 was not trained again
+    assert [by_number[n].info.status for n in "0123"] == ["FINISHED", "KILLED", "FINISHED",
+                                                          "FINISHED"]  # fmt: skip
+    study = study_of(by_number["0"], f"sqlite:///{store.root}/optuna.db")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                      TrialState.COMPLETE]  # fmt: skip
+    assert study.trials[1].user_attrs[INTERRUPTED_ATTR]
+    assert study.trials[2].params == study.trials[1].params  # the interrupted one, again
+
+
+@pytest.mark.slow
+def test_parallel_search_prunes_through_a_server(run_cli, store):
+    storage = f"sqlite:///{store.root}/optuna.db"
+    with tracking_server(store.root) as uri:
+        done = run_cli(*SEARCH, *PRUNE_ALL, "hydra.sweeper.n_trials=4", "hydra/launcher=parallel",
+                       "tracking=server", f"hydra.sweeper.storage={storage}",
+                       env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+        assert done.returncode == 0, done.stdout
+        runs = runs_in(MlflowClient(uri))
+    parent, trials = parent_and_children(runs)
+    assert "2 at a time" in done.stdout
+    assert "0 finished, 4 pruned, 0 failed, 0 killed, 0 skipped" in done.stdout
+    assert sorted(t.data.tags[TRIAL_TAG] for t in trials) == ["0", "1", "2", "3"]
+    assert all(t.info.status == "KILLED" and t.data.tags[PRUNED_TAG] == "1" for t in trials)
+    spans = sorted((t.info.start_time, t.info.end_time) for t in trials)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    study = study_of(parent, storage)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 4

@@ -23,6 +23,7 @@ import pandas as pd
 from mnist_exp import plots, store, tracked_model, tracking
 from mnist_exp.cli import fail
 from mnist_exp.config import PROJECT_ROOT, default_config
+from mnist_exp.search_trial import PRUNED_TAG
 
 # The column search_runs gives MLflow's parent-run tag.
 PARENT_COLUMN = f"tags.{tracking.PARENT_TAG}"
@@ -78,11 +79,17 @@ def comparison_table(runs: pd.DataFrame, val_curves: dict[str, list[float]]) -> 
     table["test_accuracy"] = runs.get("metrics.test_accuracy", np.nan)
     table["epochs"] = [len(val_curves[r]) for r in runs.run_id]
     table["fit_seconds"] = runs.get("metrics.fit_seconds", np.nan)
-    table["status"] = runs.status
+    table["status"] = statuses(runs)
     table["run_id"] = runs.run_id
     # Validation accuracy picks the winner, so the test set stays a fair final check.
     ranked = table.sort_values(["best_val_accuracy", "test_accuracy"], ascending=False)
     return ranked.reset_index(drop=True)
+
+
+def statuses(runs: pd.DataFrame) -> pd.Series:
+    """MLflow's status, or `PRUNED (epoch N)` for a search trial its pruner stopped after N."""
+    pruned = runs.get(f"tags.{PRUNED_TAG}", pd.Series(None, index=runs.index, dtype=object))
+    return runs.status.where(pruned.isna(), "PRUNED (epoch " + pruned.astype(str) + ")")
 
 
 def for_reading(table: pd.DataFrame) -> pd.DataFrame:

@@ -55,8 +55,8 @@ def distribution(override: Override) -> Any:
     if isinstance(value, RangeSweep):
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
             return FloatDistribution(value.start, value.stop, step=value.step)
-        stop = int(value.stop - value.step)
-        return IntDistribution(int(value.start), stop, step=int(value.step))
+        last = range(int(value.start), int(value.stop), int(value.step))[-1]  # stop is exclusive
+        return IntDistribution(int(value.start), last, step=int(value.step))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):

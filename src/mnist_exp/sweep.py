@@ -190,10 +190,12 @@ class SweepParentRun(Callback):
 
     def _summarise(self, outcome: SweepOutcome, children: list, skipped: dict[str, str]) -> None:
         statuses = list(outcome.ended.values())
+        pruned = statuses.count(PRUNED)
         log.info(
-            "Sweep %s (parent run %s): %d finished, %d pruned, %d failed, %d killed, %d skipped",
-            outcome.status, self.run_id, statuses.count("FINISHED"), statuses.count(PRUNED),
-            statuses.count("FAILED"), statuses.count("KILLED"), len(skipped),
+            "Sweep %s (parent run %s): %d finished, %s%d failed, %d killed, %d skipped",
+            outcome.status, self.run_id, statuses.count("FINISHED"),
+            f"{pruned} pruned, " if pruned else "", statuses.count("FAILED"),
+            statuses.count("KILLED"), len(skipped),
         )  # fmt: skip
         for child in children:
             if outcome.ended[child.info.run_id] not in ("FINISHED", PRUNED):
