@@ -38,9 +38,11 @@ def study_of(parent, storage: str):
 
 
 def test_sweep_syntax_becomes_optuna_distributions():
-    space, fixed = parse(["model.dropout=interval(0.0, 0.5)", "train.epochs=2",
-                          "train.learning_rate=tag(log, interval(0.0001, 0.01))",
-                          "model.hidden=choice(64, 128)", "train.batch_size=range(32, 129, 32)"])  # fmt: skip
+    space, fixed = parse([
+        "model.dropout=interval(0.0, 0.5)", "train.epochs=2", "model.hidden=choice(64, 128)",
+        "train.learning_rate=tag(log, interval(0.0001, 0.01))",
+        "train.batch_size=range(32, 129, 32)",
+    ])  # fmt: skip
     assert fixed == ["train.epochs=2"]
     assert space["model.dropout"] == optuna.distributions.FloatDistribution(0.0, 0.5)
     assert space["train.learning_rate"].log and space["train.learning_rate"].high == 0.01
