@@ -142,7 +142,9 @@ class SearchSweeper(Sweeper):
 
         self.storage = self.settings.get("storage") or study.default_storage(cfg.tracking.uri)
         chosen = cfg.hydra.sweeper
-        definition = {"space": sorted(overrides), "custom": custom,
+        # Where runs are recorded is not what is searched: tracking=server continues the study.
+        searched = sorted(o for o in overrides if not o.startswith(("tracking", "+tracking")))
+        definition = {"space": searched, "custom": custom,
                       "sampler": OmegaConf.to_container(chosen.sampler),
                       "pruner": OmegaConf.to_container(chosen.pruner)}  # fmt: skip
         self.study_name = self.settings.get("study_name") or study.default_study_name(
