@@ -31,6 +31,11 @@ def test_a_killed_child_kills_the_sweep():
     assert sweep_outcome({"a": "KILLED"}, 0, interrupted=False).status == "KILLED"
 
 
+def test_a_pruned_trial_is_a_result_not_a_killed_sweep():
+    outcome = sweep_outcome({"a": "FINISHED", "b": "PRUNED"}, 0, interrupted=False)
+    assert outcome.status == "FINISHED" and outcome.ended == {"a": "FINISHED", "b": "PRUNED"}
+
+
 def test_no_job_at_all_is_no_outcome():
     assert sweep_outcome({}, skipped=0, interrupted=True).status is None
 
