@@ -120,7 +120,9 @@ def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool
 
 
 @pytest.mark.slow
-def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist_dir, run_cli):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "crash"])
+def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist_dir, run_cli,
+                                                          sig):  # fmt: skip
     store.create()  # this test reads the store while the search writes it
     command = [*SEARCH, "train.epochs=3", "hydra.sweeper.n_trials=3", *store.overrides]
     proc = subprocess.Popen(
@@ -136,21 +138,24 @@ def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist
                 break  # trial 0 is done, trial 1 is under way
             time.sleep(0.3)
         assert proc.poll() is None, proc.communicate()[0]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         first, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, first
+    assert proc.returncode == (130 if sig == signal.SIGINT else -sig), first
 
     again = run_cli(*command)
-    assert again.returncode == 0, again.stdout
-    assert "1 trial(s) left running by an interrupted search will run again" in again.stdout
+    assert again.returncode == 0, again.stdout[-3000:]
+    if sig == signal.SIGKILL:  # nothing could tell the study: the rerun finds the trial RUNNING
+        assert "1 trial(s) left running by an interrupted search will run again" in again.stdout
     assert "1 of 3 trials done, 2 to go" in again.stdout
+    assert "2 finished, 0 failed, 0 killed, 0 skipped" in again.stdout, again.stdout[-3000:]
     trials = [r for r in store.runs() if TRIAL_TAG in r.data.tags]
     by_number = {r.data.tags[TRIAL_TAG]: r for r in trials}
     assert len(trials) == 4  # trial 0 was not trained again
-    assert [by_number[n].info.status for n in "0123"] == ["FINISHED", "KILLED", "FINISHED",
+    lost = "KILLED" if sig == signal.SIGINT else "RUNNING"  # a killed process records nothing
+    assert [by_number[n].info.status for n in "0123"] == ["FINISHED", lost, "FINISHED",
                                                           "FINISHED"]  # fmt: skip
     study = study_of(by_number["0"], f"sqlite:///{store.root}/optuna.db")
     states = [t.state for t in study.trials]
@@ -158,6 +163,7 @@ def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist
                       TrialState.COMPLETE]  # fmt: skip
     assert study.trials[1].user_attrs[INTERRUPTED_ATTR]
     assert study.trials[2].params == study.trials[1].params  # the interrupted one, again
+    assert study.trials[3].params != study.trials[0].params  # the sampler went on, not over
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
-from hydra.utils import get_method
+from hydra.utils import get_method, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -151,10 +151,11 @@ class SearchSweeper(Sweeper):
             cfg.tracking.experiment, definition
         )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = study.open_storage(self.storage)
         self.study = optuna.create_study(
-            storage=study.open_storage(self.storage),
+            storage=storage,
             study_name=self.study_name,
-            sampler=self.sampler,
+            sampler=self._sampler_for(storage),
             pruner=self.pruner,
             direction="maximize",  # val_accuracy (mnist_exp.sweep.OBJECTIVE)
             load_if_exists=True,
@@ -185,6 +186,19 @@ class SearchSweeper(Sweeper):
         if parent:
             summary = study.log_to_parent(self.study, parent, sweep_dir, self.storage)
             log.info("Best so far: %s", {k: v for k, v in summary.items() if k != "name"})
+
+    def _sampler_for(self, storage: Any) -> Any:
+        """A seeded sampler restarted on a study that has trials would propose its first trials
+        again: continue from a seed moved on by the trials already there, still reproducibly."""
+        seed = self.config.hydra.sweeper.sampler.get("seed")
+        try:
+            study_id = storage.get_study_id_from_name(self.study_name)
+        except KeyError:
+            return self.sampler  # a new study
+        ran = len(storage.get_all_trials(study_id, deepcopy=False))
+        if seed is None or not ran:
+            return self.sampler
+        return instantiate(self.config.hydra.sweeper.sampler, seed=seed + ran)
 
     def _slots(self) -> int:
         n_jobs = self.settings.get("n_jobs") or self.config.hydra.launcher.get("n_jobs") or 1
