@@ -64,8 +64,12 @@ def job_run(
         mlflow.end_run("KILLED")
         raise
     except KeyboardInterrupt:
-        mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
-        mlflow.end_run("KILLED")
+        # Never swallow the interrupt, even if the store cannot take the record right now (a
+        # SQLite store still locked by the write the signal cut short): the sweep's parent run
+        # then ends this run KILLED on its way out.
+        with contextlib.suppress(Exception):
+            mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
+            mlflow.end_run("KILLED")
         raise
     except BaseException:
         mlflow.log_text(traceback.format_exc(), "error.txt")
