@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import optuna
@@ -119,41 +120,33 @@ def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool
     assert compared.stdout.count("PRUNED (epoch 1)") == 2
 
 
-def trial_1_is_training(storage: str) -> bool:
-    """Trial 0 is done and trial 1 has reported an epoch. Asked of the study, not of the MLflow
-    store: polling that SQLite file would hold up the writes of the run being interrupted."""
-    try:
-        (name,) = optuna.get_all_study_names(storage)
-    except (ValueError, KeyError):  # not created yet
-        return False
-    trials = optuna.load_study(study_name=name, storage=storage).trials
-    return (
-        len(trials) == 2
-        and trials[0].state == TrialState.COMPLETE
-        and bool(trials[1].intermediate_values)
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "crash"])
 def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist_dir, run_cli,
                                                           sig):  # fmt: skip
-    store.create()  # this test reads the store while the search writes it
     command = [*SEARCH, "train.epochs=3", "hydra.sweeper.n_trials=3", *store.overrides]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, preexec_fn=default_sigint,
     )  # fmt: skip
+    # Read from what the search prints, not from its stores: polling a SQLite file would hold
+    # up the writes of the very run being interrupted.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            if trial_1_is_training(f"sqlite:///{store.root}/optuna.db"):
-                break
-            time.sleep(1)
-        assert proc.poll() is None, proc.communicate()[0]
+            out = "".join(lines)
+            if "\t#1 : " in out and "Epoch 2/3" in out.split("\t#1 : ")[1]:
+                break  # trial 0 is done, trial 1 has trained an epoch
+            time.sleep(0.5)
+        assert proc.poll() is None, "".join(lines)
         proc.send_signal(sig)
-        first, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+        first = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
