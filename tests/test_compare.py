@@ -142,3 +142,18 @@ def test_comparison_table_ranks_on_validation_and_shows_only_differing_params():
     assert list(table.epochs) == [2, 2, 0]
     # Two runs share a name: an id prefix tells them apart.
     assert list(table.run) == ["dense-h16 [r2]", "dense-h8", "dense-h16 [r3]"]
+
+
+def test_a_pruned_trial_shows_the_epoch_it_was_stopped_after():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2"],
+            "tags.mlflow.runName": ["dense-h8", "dense-h16"],
+            "tags.pruned_at_epoch": [None, "1"],
+            "params.model.hidden": ["8", "16"],
+            "status": ["FINISHED", "KILLED"],
+        }
+    )
+    table = comparison_table(runs, {"r1": [0.5, 0.8, 0.9], "r2": [0.3]})
+    assert list(table.status) == ["FINISHED", "PRUNED (epoch 1)"]
+    assert list(table.epochs) == [3, 1]
