@@ -61,6 +61,13 @@ def test_a_space_reaching_a_bad_value_is_refused_before_anything_trains(run_cli,
 
 
 @pytest.mark.slow
+def test_a_bad_pruner_setting_is_one_clear_message(run_cli, store):
+    done = run_cli(*SEARCH, "hydra.sweeper.pruner.n_startup_trials=-1", *store.overrides)
+    assert_clean_error(done, "hydra.sweeper.pruner", "n_startup_trials=-1")
+    assert store.runs() == []
+
+
+@pytest.mark.slow
 def test_search_runs_seeded_conditional_trials_as_child_runs_and_keeps_its_verdict(run_cli, store):
     done = run_cli(*SEARCH, "hydra.sweeper.n_trials=3", *store.overrides)
     assert done.returncode == 0, done.stdout

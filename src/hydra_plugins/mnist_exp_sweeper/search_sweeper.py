@@ -74,7 +74,7 @@ class SuccessiveHalvingPrunerConf:
 @dataclass
 class ThresholdPrunerConf:
     _target_: str = "optuna.pruners.ThresholdPruner"
-    lower: float | None = None  # a trial whose val_accuracy falls below this is pruned
+    lower: float | None = 0.2  # a trial whose val_accuracy is below this (2x chance) is pruned
     upper: float | None = None
     n_warmup_steps: int = 0
 
