@@ -14,6 +14,7 @@ comparison is also logged to its parent run, under comparison/.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -98,8 +99,8 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
 
 
-def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
-    """The table and both figures, written into `out`; returns the table."""
+def validation_history(runs: pd.DataFrame) -> dict[str, list[float]]:
+    """Each run's val_accuracy per epoch, by run id."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -107,6 +108,12 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
     for run_id in runs.run_id:
         history = sorted(client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
         val_curves[run_id] = [m.value for m in history]
+    return val_curves
+
+
+def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """The table and both figures, written into `out`; returns the table."""
+    val_curves = validation_history(runs)
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: tracking.load_confusion_matrix(r) for r in table.run_id}
@@ -122,6 +129,9 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow draws a "Downloading artifacts" bar for every confusion matrix it fetches, a screen
+    # of them above the table; MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true brings them back.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     defaults = default_config().tracking
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter

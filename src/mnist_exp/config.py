@@ -174,6 +174,9 @@ class TrackingConfig:
     misclassified_tiles: int = bounds(25, lo=1, hi=100)  # tiles in misclassified.png
     # In a sweep, a job whose config already has a FINISHED run here is skipped unless true.
     rerun: bool = False
+    # Seconds between samples of CPU, memory, disk and network use, logged as the run's system
+    # metrics (MLflow's, via psutil); null = none.
+    system_metrics_seconds: float | None = bounds(2.0, lo=0.1, hi=3600.0)
 
 
 @dataclass

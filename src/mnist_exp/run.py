@@ -12,6 +12,9 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,11 +43,15 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
+    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
+    # Hydra's log of this job, so the run keeps its console output too.
+    log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
     store.use_experiment(typed.tracking)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        train_and_log(typed, config, name)
+        train_and_log(typed, config, name, threads, log_path)
         return None
-    return sweep.run_job(typed, config, name, lambda: train_and_log(typed, config, name))
+    train = lambda: train_and_log(typed, config, name, threads, log_path).history  # noqa: E731
+    return sweep.run_job(typed, config, name, train)
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
@@ -60,19 +67,32 @@ def cores_per_job(launcher: DictConfig) -> int | None:
     return max(1, cores // parallel) if parallel > 1 else None
 
 
-def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[float]]:
-    """One tracked run: data, model, fit, evaluation, figures and model into MLflow; the fit's
-    per-epoch history."""
+@dataclass(frozen=True)
+class TrainedRun:
+    """What one tracked run gives back besides what MLflow keeps."""
+
+    run_id: str
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, ...
+    metrics: dict[str, float]  # test_loss, test_accuracy, fit_seconds
+    model: Any  # the trained keras.Model, also logged as runs:/<run_id>/model
+
+
+def train_and_log(
+    typed: Config, config: dict, name: str, threads: int | None, log_path: Path | None
+) -> TrainedRun:
+    """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
+
+    `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
+    run.log once it ends."""
     from mnist_exp import data, models, plots, tracked_model, tracking, train
 
-    hydra_cfg = HydraConfig.get()
-    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
-    with tracking.job_run(config, name) as run:
+    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds) as run:
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
         mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])
         prepared = data.prepare(mnist, typed.data.limit_train, typed.data.limit_test)
+        tracking.log_datasets(prepared, typed.data.cache_dir)
         log.info(
             "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
             "TensorFlow threads: %s",
@@ -88,8 +108,9 @@ def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[floa
         scores, probabilities = train.evaluate(model, prepared)
         confusion = train.confusion_matrix(prepared.y_test, probabilities)
 
+        metrics = {**scores, "fit_seconds": fitted.seconds}
         tracking.log_results(
-            {**scores, "fit_seconds": fitted.seconds},
+            metrics,
             {
                 "samples.png": plots.sample_grid(mnist.x_train, mnist.y_train),
                 "accuracy_curve.png": plots.accuracy_curve(fitted.history),
@@ -110,9 +131,9 @@ def train_and_log(typed: Config, config: dict, name: str) -> dict[str, list[floa
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
             scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),
         )  # fmt: skip
-        # Hydra's log of this job, so the run keeps its console output too.
-        tracking.log_file(os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log"))
-    return fitted.history
+        if log_path is not None:
+            tracking.log_file(log_path)
+    return TrainedRun(run.info.run_id, fitted.history, metrics, model)
 
 
 def command() -> None:

@@ -39,16 +39,25 @@ def children_filter(parent_run_id: str) -> str:
 
 
 @contextlib.contextmanager
-def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
+def job_run(
+    config: dict[str, Any], run_name: str, system_metrics_seconds: float | None = None
+) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
+    With `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
+    (MLflow's system metrics, through psutil) and charted next to the training curves.
     """
     import mlflow
 
+    if system_metrics_seconds:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_seconds)
     tags = {"config_hash": config_hash(config), **git_state()}
     run = mlflow.start_run(
-        run_name=run_name, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None, tags=tags
+        run_name=run_name,
+        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
+        tags=tags,
+        log_system_metrics=bool(system_metrics_seconds),
     )
     try:
         mlflow.log_params(hyperparameters(config))
@@ -63,6 +72,23 @@ def job_run(config: dict[str, Any], run_name: str) -> Iterator[Any]:
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def log_datasets(prepared: Any, cache_dir: str | Path) -> None:
+    """The training and test images a run used, as MLflow dataset inputs named `mnist`: the
+    runs table's Dataset column and its filters. Their digests come from the canonical sha256s
+    and the subset's size (data.subset_digest), so nothing is hashed again per run."""
+    import mlflow
+
+    from mnist_exp.data import CACHE_FILE, subset_digest
+
+    source = str(Path(cache_dir) / CACHE_FILE)
+    for context, split, x, y in (("training", "train", prepared.x_train, prepared.y_train),
+                                 ("test", "test", prepared.x_test, prepared.y_test)):  # fmt: skip
+        dataset = mlflow.data.from_numpy(
+            x, targets=y, source=source, name="mnist", digest=subset_digest(split, len(x))
+        )
+        mlflow.log_input(dataset, context=context)
 
 
 def finished_run_like(config: dict[str, Any]) -> Any | None:
