@@ -142,3 +142,11 @@ def test_comparison_table_ranks_on_validation_and_shows_only_differing_params():
     assert list(table.epochs) == [2, 2, 0]
     # Two runs share a name: an id prefix tells them apart.
     assert list(table.run) == ["dense-h16 [r2]", "dense-h8", "dense-h16 [r3]"]
+
+
+@pytest.mark.slow
+def test_no_artifact_download_bars_above_the_table(compared):
+    # MLflow draws one per confusion matrix it fetches unless told not to (compare.main does).
+    done, _ = compared
+    assert "Downloading artifacts" not in done.stderr + done.stdout
+    assert done.stdout.splitlines()[0].startswith("3 runs of sweep ")

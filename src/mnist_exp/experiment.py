@@ -117,21 +117,30 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     output = _stream(command, echo)
     found = PARENT_RUN_LINE.findall(output)
     import mlflow
+    import pandas as pd
 
     from mnist_exp import compare, store, tracking
 
-    store.use_store(tracking_cfg.uri)
+    if found:
+        store.use_store(tracking_cfg.uri)
     parent = mlflow.get_run(found[-1]) if found else None
     if parent is None or parent.info.lifecycle_stage == "deleted":  # deleted: no job ran
         last_lines = "\n".join(output.strip().splitlines()[-15:])
         raise SweepError(f"the sweep recorded no runs; it said:\n{last_lines}")
-    runs = mlflow.search_runs(
-        [parent.info.experiment_id], filter_string=tracking.children_filter(parent.info.run_id)
-    )
+    # Its own child runs, and the runs that had already done the jobs it skipped.
+    skipped = [key.removeprefix(tracking.SKIPPED_TAG) for key in parent.data.tags
+               if key.startswith(tracking.SKIPPED_TAG)]  # fmt: skip
+    wanted = tracking.children_filter(parent.info.run_id)
+    runs = mlflow.search_runs([parent.info.experiment_id], filter_string=wanted)
+    if skipped:
+        ids = ", ".join(f"'{run_id}'" for run_id in skipped)
+        earlier = mlflow.search_runs([parent.info.experiment_id],
+                                     filter_string=f"attributes.run_id IN ({ids})")  # fmt: skip
+        runs = pd.concat([runs, earlier], ignore_index=True)
     curves = compare.validation_history(runs)
     table = compare.comparison_table(runs, curves)
-    named = {run_id: name for run_id, name in zip(table.run_id, table.run, strict=True)}
-    return SweepRun(parent.info.run_id, mlflow.get_run(parent.info.run_id).info.status, table,
+    named = dict(zip(table.run_id, table.run, strict=True))
+    return SweepRun(parent.info.run_id, parent.info.status, table,
                     {named[r]: curves[r] for r in table.run_id})  # fmt: skip
 
 
