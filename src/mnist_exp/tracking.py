@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def job_run(
 
     if system_metrics_seconds:
         mlflow.set_system_metrics_sampling_interval(system_metrics_seconds)
+        # Its four INFO lines per run (started, no GPU, stopping, stopped) say nothing to act on.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     tags = {"config_hash": config_hash(config), **git_state()}
     run = mlflow.start_run(
         run_name=run_name,
@@ -85,9 +88,13 @@ def log_datasets(prepared: Any, cache_dir: str | Path) -> None:
     source = str(Path(cache_dir) / CACHE_FILE)
     for context, split, x, y in (("training", "train", prepared.x_train, prepared.y_train),
                                  ("test", "test", prepared.x_test, prepared.y_test)):  # fmt: skip
-        dataset = mlflow.data.from_numpy(
-            x, targets=y, source=source, name="mnist", digest=subset_digest(split, len(x))
-        )
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source for both "" and "file:" and warns, every
+            # time, that a path matches two sources: they are one and the same class.
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_numpy(
+                x, targets=y, source=source, name="mnist", digest=subset_digest(split, len(x))
+            )
         mlflow.log_input(dataset, context=context)
 
 
