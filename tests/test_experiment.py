@@ -14,7 +14,7 @@ import mnist_exp
 from mnist_exp.config import ConfigError
 from mnist_exp.data import subset_digest
 from mnist_exp.experiment import SweepError
-from tests.helpers import LEAKY_ENV, TINY, Store, parent_and_children
+from tests.helpers import LEAKY_ENV, TINY, Store, artifact_text, parent_and_children
 
 # Sampled often enough that even a tiny run of a few seconds has several samples.
 FAST_SAMPLING = "tracking.system_metrics_seconds=0.5"
@@ -29,8 +29,10 @@ def api_env(monkeypatch, mnist_dir):
 
 
 def test_import_is_cheap_and_the_api_needs_no_tensorflow_until_it_trains():
-    code = ("import sys, mnist_exp; mnist_exp.run_experiment, mnist_exp.run_sweep; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys, mnist_exp; mnist_exp.run_experiment, mnist_exp.run_sweep; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -68,7 +70,7 @@ def test_run_experiment_records_what_the_cli_records_with_datasets_and_system_me
     assert tracked.data.tags["config_hash"]
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"config.yaml", "misclassified.png", "samples.png", "run.log"} <= artifacts
-    log_text = open(client.download_artifacts(run.run_id, "run.log")).read()
+    log_text = artifact_text(client, tracked, "run.log")
     assert "MNIST loaded from cache" in log_text and "Done: test_accuracy=" in log_text
     assert run.history["val_accuracy"] and f"/runs/{run.run_id}?" in run.link
 
@@ -98,7 +100,7 @@ def test_run_experiment_records_what_the_cli_records_with_datasets_and_system_me
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
         system
     )
-    assert 0 < system["system/system_memory_usage_megabytes"]
+    assert system["system/system_memory_usage_megabytes"] > 0
     samples = client.get_metric_history(run.run_id, "system/cpu_utilization_percentage")
     assert len(samples) >= 2
 

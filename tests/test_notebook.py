@@ -37,8 +37,8 @@ def test_notebook_is_stored_without_outputs():
 def test_notebook_runs_top_to_bottom_on_a_subset(tmp_path, mnist_dir):
     store = Store(tmp_path / "mlruns")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    with_parameters(notebook, OVERRIDES=[*TINY, *store.overrides],
-                    SWEEP=["model.hidden=8,16", f"hydra.sweep.dir={tmp_path}/multirun"])  # fmt: skip
+    sweep_overrides = ["model.hidden=8,16", f"hydra.sweep.dir={tmp_path}/multirun"]
+    with_parameters(notebook, OVERRIDES=[*TINY, *store.overrides], SWEEP=sweep_overrides)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
     client.execute(env=cli_env(mnist_dir))  # raises CellExecutionError naming a failing cell
