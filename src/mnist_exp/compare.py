@@ -14,7 +14,6 @@ comparison is also logged to its parent run, under comparison/.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -129,9 +128,6 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # MLflow draws a "Downloading artifacts" bar for every confusion matrix it fetches, a screen
-    # of them above the table; MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true brings them back.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     defaults = default_config().tracking
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
