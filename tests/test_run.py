@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from mnist_exp.data import subset_digest
 from mnist_exp.tracking import PARENT_TAG
 from tests.helpers import (
     NO_INDEX,
@@ -140,6 +141,21 @@ def test_multirun_is_one_parent_with_a_child_per_job(tiny_sweep):
     assert all(c.info.status == "FINISHED" for c in children)
     # Keras numbers a process's later optimizers (adam_1, ...): the jobs must not differ by that.
     assert {c.data.params["optimizer_name"] for c in children} == {"adam"}
+
+
+def test_every_job_names_its_data_and_records_system_metrics(tiny_sweep):
+    _, children = parent_and_children(tiny_sweep.runs())
+    for child in children:
+        datasets = {
+            {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset
+            for i in child.inputs.dataset_inputs
+        }
+        assert {c: d.name for c, d in datasets.items()} == {"training": "mnist", "test": "mnist"}
+        assert datasets["training"].digest == subset_digest("train", 1000)
+        assert datasets["test"].digest == subset_digest("test", 200)
+        # Sampled every 2 s (the default), and each of these jobs ran for longer than that.
+        assert child.data.metrics["system/system_memory_usage_megabytes"] > 0
+        assert "system/cpu_utilization_percentage" in child.data.metrics
 
 
 def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):
