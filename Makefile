@@ -50,9 +50,10 @@ ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.
 
 server: ui  ## the same process: `make server`, then add tracking=server to runs in other terminals
 
+# --allow-root: Jupyter refuses to start as root otherwise, and containers and CI run as root.
 notebook: data  ## the tutorial as a notebook, in JupyterLab on http://127.0.0.1:8888 (NOTEBOOK_PORT=N)
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(NOTEBOOK_PORT) \
-		--ServerApp.root_dir=$(CURDIR) notebooks/tutorial.ipynb
+		--ServerApp.root_dir=$(CURDIR) --allow-root notebooks/tutorial.ipynb
 
 sweep-parallel: data  ## a sweep 2 jobs at a time, logged through a server this target starts and stops
 	$(PY) -m mnist_exp.server --port 0 -- \
