@@ -16,15 +16,16 @@ def test_three_first_runs_at_once_on_a_fresh_store_all_finish(store, tmp_path, m
     """Before the schema lock, 3 of 3 tries had runs die in MLflow's schema creation
     (`duplicate column name: step`, `table _alembic_tmp_tags already exists`)."""
     assert not store.root.exists()
-    procs = [
-        subprocess.Popen(
+
+    def start(width: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [sys.executable, "-m", "mnist_exp.run", f"model.hidden={width}", *TINY,
              *store.overrides, *hydra_dirs(tmp_path / str(width))],
             cwd=tmp_path, env=cli_env(mnist_dir), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        for width in (8, 16, 24)
-    ]
+
+    procs = [start(width) for width in (8, 16, 24)]
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(outputs)
     runs = store.runs()
