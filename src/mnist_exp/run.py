@@ -84,7 +84,7 @@ def train_and_log(
 
     `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
     run.log once it ends."""
-    from mnist_exp import data, models, plots, tracked_model, tracking, train
+    from mnist_exp import data, models, outage, plots, tracked_model, tracking, train
 
     with tracking.job_run(config, name, typed.tracking.system_metrics_seconds) as run:
         if threads:
@@ -104,7 +104,8 @@ def train_and_log(
         train.set_precision(typed.train.precision)
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
-        fitted = train.fit(model, prepared, typed.train, [tracking.epoch_metrics_callback()])
+        callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
+        fitted = train.fit(model, prepared, typed.train, callbacks)
         scores, probabilities = train.evaluate(model, prepared)
         confusion = train.confusion_matrix(prepared.y_test, probabilities)
 

@@ -109,6 +109,9 @@ def use_store(uri: str) -> None:
         raise TrackingUnavailable(f"no MLflow store at {uri.removeprefix('sqlite:///')}; run "
                                   "an experiment first, or pass --tracking-uri")  # fmt: skip
     if is_server(uri):
+        from mnist_exp import outage
+
+        outage.retry_patiently(uri)
         check_server(uri)
     open_store(uri)
 
@@ -118,7 +121,10 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     import mlflow
 
     if is_server(cfg.uri):
-        check_server(cfg.uri)
+        from mnist_exp import outage
+
+        outage.retry_patiently(cfg.uri)
+        outage.wait_for_server(cfg.uri)
     if cfg.uri.startswith("sqlite:///"):
         Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     open_store(cfg.uri)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from mnist_exp import store
 from mnist_exp.config import Config, ConfigError
 from mnist_exp.identity import git_state
+from mnist_exp.outage import TrackingServerLost, has_given_up
 from mnist_exp.tracking import PARENT_RUN_ENV, SKIPPED_TAG, children_filter
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], 
         return done.data.metrics.get(OBJECTIVE, float("nan"))
     try:
         return train()[OBJECTIVE][-1]
+    except TrackingServerLost:
+        raise  # every later job would wait for the server in vain
     except Exception as err:
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
@@ -131,6 +134,8 @@ class SweepParentRun(Callback):
     def _end(self, interrupted: bool) -> str | None:
         if self.run_id is None:
             return None
+        if has_given_up():
+            return None  # the server is gone: the next command ends this run once it is back
         from mlflow import MlflowClient
 
         client = MlflowClient()

@@ -70,7 +70,12 @@ def job_run(
         mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
         mlflow.end_run("KILLED")
         raise
-    except BaseException:
+    except BaseException as err:
+        from mnist_exp import outage
+
+        if lost := outage.lost_server(err):
+            # Nothing can be recorded there now; the run is ended once the server is back.
+            raise lost from None
         mlflow.log_text(traceback.format_exc(), "error.txt")
         mlflow.end_run("FAILED")
         raise
