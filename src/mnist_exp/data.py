@@ -218,10 +218,29 @@ def _write_cache(cache_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def check_cache_dir(cache_dir: str | Path) -> Path:
+    """The cache directory, absolute; fails at once, not after trying every source, when MNIST
+    is not cached there and nothing can be written there either."""
+    cache_dir = Path(cache_dir).expanduser().resolve()
+    if os.access(cache_dir / CACHE_FILE, os.R_OK):
+        return cache_dir  # a read-only cache is fine; a corrupt one is found when it is read
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(cache_dir, os.W_OK | os.X_OK) else "permission denied"
+    except OSError as err:
+        problem = err.strerror or str(err)
+    if problem:
+        raise DataError(
+            f"data.cache_dir={cache_dir}: MNIST is not cached there and nothing can be written "
+            f"there ({problem}). Point data.cache_dir (or MNIST_EXP_DATA_DIR) at a directory you "
+            f"can write, or put a verified {CACHE_FILE} into it."
+        )
+    return cache_dir
+
+
 def load_mnist(cache_dir: str | Path, sources: Iterable[str] = tuple(SOURCES)) -> Mnist:
     """The canonical MNIST arrays (uint8), from the first source that gives verified data."""
-    cache_dir = Path(cache_dir).expanduser().resolve()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = check_cache_dir(cache_dir)
     failures = []
     for source in sources:
         try:

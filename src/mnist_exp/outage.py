@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 
 from mnist_exp.store import TrackingUnavailable, health_problem, is_server
@@ -54,8 +55,22 @@ def retry_patiently(uri: str) -> None:
     if is_server(uri):
         for name, value in RETRY_SETTINGS.items():
             os.environ.setdefault(name, value)
-        # urllib3 warns at every retry; wait_for_server and ServerWatch say it once, in words.
+        # urllib3 warns at every retry, and MLflow's background logging at every request that
+        # ran out of them; wait_for_server, ServerWatch and TrackingServerLost say it in words.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+        logging.getLogger(ASYNC_LOGGER).addFilter(_QuietWhileAway(uri))
+
+
+ASYNC_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+
+
+class _QuietWhileAway(logging.Filter):
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return has_given_up() is False and health_problem(self.uri, timeout=2) is None
 
 
 def wait_for_server(uri: str) -> None:
@@ -102,6 +117,15 @@ def lost_server(err: BaseException) -> TrackingServerLost | None:
 
 def has_given_up() -> bool:
     return os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") == "0"
+
+
+def exit_now(code: int) -> None:
+    """Exit without Python's exit handlers once the server is given up on: MLflow's would wait
+    out the retries of every epoch still queued for it, minutes more."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def server_watch():

@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import store, sweep
+    from mnist_exp import data, store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
@@ -46,6 +46,7 @@ def main(cfg: DictConfig) -> float | None:
     threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
     # Hydra's log of this job, so the run keeps its console output too.
     log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
+    data.check_cache_dir(typed.data.cache_dir)  # before a run is recorded, not inside it
     store.use_experiment(typed.tracking)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name, threads, log_path)
@@ -151,6 +152,12 @@ def command() -> None:
         by = signal.Signals.__members__.get(str(interrupt), signal.SIGINT)  # "" for Ctrl-C
         print(f"Interrupted by {by.name}; a run in progress is recorded as KILLED", file=sys.stderr)
         sys.exit(128 + by)
+    except SystemExit as done:
+        from mnist_exp import outage
+
+        if outage.has_given_up():
+            outage.exit_now(done.code if isinstance(done.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":

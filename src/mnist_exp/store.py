@@ -6,6 +6,7 @@ mlflow is imported inside functions: a config error should be reported without p
 from __future__ import annotations
 
 import contextlib
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -79,8 +80,8 @@ def schema_lock(uri: str, timeout: float = 300) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     db = sqlite_path(uri)
-    if db is None:
-        yield
+    if db is None or (db.exists() and not os.access(db.parent, os.W_OK)):
+        yield  # not SQLite, or a store that is only read (and can be neither made nor migrated)
         return
     lock = db.with_name(db.name + ".lock")
     try:
@@ -100,11 +101,21 @@ def open_store(uri: str) -> None:
 
     mlflow.set_tracking_uri(uri)
     with schema_lock(uri):
-        mlflow.search_experiments(max_results=1)
+        try:
+            mlflow.search_experiments(max_results=1)
+        except Exception as err:
+            if sqlite_path(uri) is None:
+                raise
+            from mnist_exp.store_checks import corrupt_store
+
+            raise corrupt_store(uri, err) from None
 
 
 def use_store(uri: str) -> None:
     """Point MLflow at a store to read from (compare, predict); it must exist already."""
+    from mnist_exp.store_checks import check_uri
+
+    check_uri(uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailable(f"no MLflow store at {uri.removeprefix('sqlite:///')}; run "
                                   "an experiment first, or pass --tracking-uri")  # fmt: skip
@@ -125,8 +136,11 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
 
         outage.retry_patiently(cfg.uri)
         outage.wait_for_server(cfg.uri)
-    if cfg.uri.startswith("sqlite:///"):
-        Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    from mnist_exp.store_checks import check_sqlite_dir, check_uri
+
+    check_uri(cfg.uri)
+    if is_local_store(cfg.uri):
+        check_sqlite_dir(cfg.uri, cfg.artifact_location)
     open_store(cfg.uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:

@@ -20,7 +20,7 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_exp import store
+from mnist_exp import data, store
 from mnist_exp.config import Config, ConfigError
 from mnist_exp.identity import git_state
 from mnist_exp.outage import TrackingServerLost, has_given_up
@@ -105,6 +105,7 @@ class SweepParentRun(Callback):
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
         try:
             store.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
+            data.check_cache_dir(config.data.cache_dir)
             experiment_id = store.use_experiment(config.tracking)
         except CompactHydraException as err:
             # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
