@@ -58,7 +58,9 @@ def retry_patiently(uri: str) -> None:
         # urllib3 warns at every retry, and MLflow's background logging at every request that
         # ran out of them; wait_for_server, ServerWatch and TrackingServerLost say it in words.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        logging.getLogger(ASYNC_LOGGER).addFilter(_QuietWhileAway(uri))
+        async_logger = logging.getLogger(ASYNC_LOGGER)
+        if not any(isinstance(f, _QuietWhileAway) for f in async_logger.filters):
+            async_logger.addFilter(_QuietWhileAway(uri))
 
 
 ASYNC_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
