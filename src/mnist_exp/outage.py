@@ -84,16 +84,43 @@ def wait_for_server(uri: str) -> None:
         check_server(uri)
         os.environ[SEEN_ENV] = uri
         return
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    problem = health_problem(uri)
-    if problem is not None:
-        log.warning("MLflow server %s is not answering (%s); waiting up to %ds for it",
-                    uri, problem, PATIENCE_SECONDS)  # fmt: skip
-    while problem is not None:
-        if time.monotonic() > deadline:
-            raise given_up(uri, problem)
+    while still_away(uri, "waiting for it"):
         time.sleep(2)
-        problem = health_problem(uri)
+
+
+def wait_if_away() -> None:
+    """Before a run logs its results: a server that went away while it trained gets what is
+    left of PATIENCE_SECONDS, rather than a fresh 2 minutes of retries for each request."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if is_server(uri):
+        while still_away(uri, "waiting for it"):
+            time.sleep(2)
+
+
+# When this process found the server away, while it still is; shared by the checks above and
+# the Keras callback below, so that the patience counts from the start of the outage.
+_away_since: float | None = None
+
+
+def still_away(uri: str, meanwhile: str) -> bool:
+    """Whether the server is away; gives up (raises) once it has been for PATIENCE_SECONDS."""
+    global _away_since
+    problem = health_problem(uri, timeout=2)
+    if problem is None:
+        if _away_since is not None:
+            log.info("MLflow server %s is back; logging catches up", uri)
+        _away_since = None
+        return False
+    now = time.monotonic()
+    if _away_since is None:
+        _away_since = now
+        log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
+                    meanwhile, PATIENCE_SECONDS)  # fmt: skip
+    elif now - _away_since > PATIENCE_SECONDS:
+        raise given_up(uri, problem)
+    return True
 
 
 def given_up(uri: str, problem: str) -> TrackingServerLost:
@@ -141,24 +168,9 @@ def server_watch():
         def __init__(self) -> None:
             super().__init__()
             self.uri = mlflow.get_tracking_uri()
-            self.away_since: float | None = None
 
         def on_epoch_end(self, epoch, logs=None):
-            if not is_server(self.uri):
-                return
-            problem = health_problem(self.uri, timeout=2)
-            if problem is None:
-                if self.away_since is not None:
-                    log.info("MLflow server %s is back; its logging catches up", self.uri)
-                self.away_since = None
-                return
-            now = time.monotonic()
-            if self.away_since is None:
-                self.away_since = now
-                log.warning("MLflow server %s is not answering (%s); training goes on and its "
-                            "logging is retried for up to %ds", self.uri, problem,
-                            PATIENCE_SECONDS)  # fmt: skip
-            elif now - self.away_since > PATIENCE_SECONDS:
-                raise given_up(self.uri, problem)
+            if is_server(self.uri):
+                still_away(self.uri, "training goes on and its logging is retried")
 
     return ServerWatch()

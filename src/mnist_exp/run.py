@@ -107,6 +107,7 @@ def train_and_log(
         train.compile_model(model, typed.train)
         callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
         fitted = train.fit(model, prepared, typed.train, callbacks)
+        outage.wait_if_away()
         scores, probabilities = train.evaluate(model, prepared)
         confusion = train.confusion_matrix(prepared.y_test, probabilities)
 
