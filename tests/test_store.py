@@ -101,10 +101,11 @@ def test_a_corrupt_store_is_named_with_the_fix_and_left_as_it_was(run_cli, run_t
     ("uri", "needles"),
     [("ftp://example.org/mlruns", ["unsupported scheme 'ftp'", "sqlite:///"]),
      ("/tmp/mlruns", ["MLflow 3 keeps runs in a database, not a directory", "sqlite:///"]),
+     ("sqlite:///mlruns/mlflow.db", ["the path must be absolute", "four slashes"]),
      ("mysql://me:s3cret@127.0.0.1/mlflow",
       ["tracking.uri=mysql://me:***@127.0.0.1/mlflow needs the database driver 'mysqldb'",
        "not installed", "Install the driver: pip install mysqlclient"])],
-    ids=["scheme", "directory", "driver"],
+    ids=["scheme", "directory", "relative", "driver"],
 )  # fmt: skip
 def test_a_uri_mlflow_cannot_use_is_named_with_the_fix(run_cli, tmp_path, uri, needles):
     done = run_cli(f"tracking.uri={uri}", *TINY)
