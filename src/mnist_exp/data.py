@@ -8,6 +8,7 @@ is moved aside (never silently trained on) and rebuilt from the next source.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import importlib
@@ -283,6 +284,21 @@ def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None
         y_train=y_train,
         y_test=y_test,
     )
+
+
+@functools.lru_cache(maxsize=2)
+def load_prepared(
+    cache_dir: str, sources: tuple[str, ...], limit_train: int | None, limit_test: int | None
+) -> tuple[Mnist, Prepared]:
+    """`load_mnist` and `prepare`, done once per process for each data config: the jobs of a
+    sweep share the arrays. They are made read-only, so no job can change another's data."""
+    mnist = load_mnist(cache_dir, sources)
+    prepared = prepare(mnist, limit_train, limit_test)
+    for arrays in (mnist, prepared):
+        for array in vars(arrays).values():
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+    return mnist, prepared
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_exp import hardware
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT, Config, validate
 from mnist_exp.identity import plain_dict, run_name
@@ -34,6 +35,8 @@ log = logging.getLogger("mnist_exp")
 def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
+    # Before TensorFlow loads, which reads it once.
+    hardware.use_onednn_if_it_pays(convolutional=typed.model.family == "cnn")
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
     from mnist_exp import data, store, sweep
 
@@ -51,8 +54,16 @@ def main(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name, threads, log_path)
         return None
-    train = lambda: train_and_log(typed, config, name, threads, log_path).history  # noqa: E731
+    background = runs_in_this_process(hydra_cfg.launcher)
+    train = lambda: train_and_log(typed, config, name, threads, log_path, background).history  # noqa: E731
     return sweep.run_job(typed, config, name, train)
+
+
+def runs_in_this_process(launcher: DictConfig) -> bool:
+    """Whether the jobs of a sweep run one after another in this process (Hydra's basic
+    launcher, also under the Optuna sweeper), where one job's logging can overlap the next's
+    training; a launcher's worker process may be stopped as soon as its job returns."""
+    return launcher.get("_target_", "").endswith(".BasicLauncher")
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
@@ -79,20 +90,28 @@ class TrainedRun:
 
 
 def train_and_log(
-    typed: Config, config: dict, name: str, threads: int | None, log_path: Path | None
+    typed: Config,
+    config: dict,
+    name: str,
+    threads: int | None,
+    log_path: Path | None,
+    background: bool = False,
 ) -> TrainedRun:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
 
     `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
-    run.log once it ends."""
-    from mnist_exp import data, models, outage, plots, tracked_model, tracking, train
+    run.log. With `background`, the figures and model are logged by the background worker
+    (mnist_exp.background) and the run ends FINISHED there, once they are all in."""
+    from mnist_exp import data, models, outage, outcome, tracking, train
 
     with tracking.job_run(config, name, typed.tracking.system_metrics_seconds) as run:
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
-        mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])
-        prepared = data.prepare(mnist, typed.data.limit_train, typed.data.limit_test)
+        sources = tuple(s.value for s in typed.data.sources)
+        mnist, prepared = data.load_prepared(
+            typed.data.cache_dir, sources, typed.data.limit_train, typed.data.limit_test
+        )
         tracking.log_datasets(prepared, typed.data.cache_dir)
         log.info(
             "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
@@ -102,41 +121,48 @@ def train_and_log(
         )  # fmt: skip
 
         train.set_seed(typed.seed)
-        train.set_precision(typed.train.precision)
+        precision = train.set_precision(typed.train.precision)
+        onednn = "on" if hardware.onednn_enabled() else "off"
+        tracking.tag_run({"precision": precision.value, "onednn": onednn})
+        log.info("Precision %s (train.precision=%s), TensorFlow oneDNN %s",
+                 precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
         callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
         fitted = train.fit(model, prepared, typed.train, callbacks)
         outage.wait_if_away()
         scores, probabilities = train.evaluate(model, prepared)
-        confusion = train.confusion_matrix(prepared.y_test, probabilities)
-
         metrics = {**scores, "fit_seconds": fitted.seconds}
-        tracking.log_results(
-            metrics,
-            {
-                "samples.png": plots.sample_grid(mnist.x_train, mnist.y_train),
-                "accuracy_curve.png": plots.accuracy_curve(fitted.history),
-                "loss_curve.png": plots.loss_curve(fitted.history),
-                "confusion_matrix.png": plots.confusion_matrix(confusion),
-                "misclassified.png": plots.misclassified_grid(
-                    prepared.x_test,
-                    prepared.y_test,
-                    probabilities,
-                    typed.tracking.misclassified_tiles,
-                ),  # fmt: skip
-            },
-        )
-        tracking.log_confusion_matrix(confusion)
-        seconds = tracked_model.log_model(model, prepared.x_test[:2], probabilities[:2])
-        log.info("Model logged in %.1fs", seconds)
         log.info(
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
             scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),
         )  # fmt: skip
-        if log_path is not None:
-            tracking.log_file(log_path)
+        trained = outcome.Outcome(
+            metrics=metrics,
+            history=fitted.history,
+            sample_images=mnist.x_train[:25],
+            sample_labels=mnist.y_train[:25],
+            x_test=prepared.x_test,
+            y_test=prepared.y_test,
+            probabilities=probabilities,
+            model=model,
+            misclassified_tiles=typed.tracking.misclassified_tiles,
+            # The console output up to here, kept as the run's run.log.
+            run_log=read_text(log_path),
+        )
+        run_id = run.info.run_id
+        if background:
+            tracking.finish_in_background(run, lambda: outcome.log_and_end(run_id, name, trained))
+        else:
+            outcome.log_outcome(run_id, trained)
     return TrainedRun(run.info.run_id, fitted.history, metrics, model)
+
+
+def read_text(path: Path | None) -> str | None:
+    try:
+        return path.read_text() if path is not None else None
+    except OSError:
+        return None
 
 
 def command() -> None:

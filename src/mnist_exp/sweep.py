@@ -20,7 +20,7 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_exp import data, store
+from mnist_exp import background, data, store
 from mnist_exp.config import Config, ConfigError
 from mnist_exp.identity import git_state
 from mnist_exp.outage import TrackingServerLost, has_given_up
@@ -139,6 +139,8 @@ class SweepParentRun(Callback):
             return None  # the server is gone: the next command ends this run once it is back
         from mlflow import MlflowClient
 
+        # Jobs that finished training may still be logging; their runs end when that is done.
+        background.flush()
         client = MlflowClient()
         parent = client.get_run(self.run_id)
         children = client.search_runs(

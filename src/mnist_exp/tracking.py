@@ -10,12 +10,13 @@ import logging
 import os
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from mnist_exp import background
 from mnist_exp.identity import config_hash, git_state, hyperparameters
 from mnist_exp.store import is_local_store
 
@@ -33,6 +34,9 @@ SKIPPED_TAG = "skipped."
 # Per run: the counts compare.py reads back.
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
 
+# Work that finishes a run on the background worker, by run id (see finish_in_background).
+_finishing: dict[str, Callable[[], None]] = {}
+
 
 def children_filter(parent_run_id: str) -> str:
     """The search_runs filter for a sweep's child runs."""
@@ -46,8 +50,9 @@ def job_run(
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
-    With `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
-    (MLflow's system metrics, through psutil) and charted next to the training curves.
+    A run given to `finish_in_background` is ended by the background worker instead. With
+    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often (MLflow's
+    system metrics, through psutil) and charted next to the training curves.
     """
     import mlflow
 
@@ -67,10 +72,12 @@ def job_run(
         mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
         yield run
     except KeyboardInterrupt:
+        _finishing.pop(run.info.run_id, None)
         mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
         mlflow.end_run("KILLED")
         raise
     except BaseException as err:
+        _finishing.pop(run.info.run_id, None)
         from mnist_exp import outage
 
         if lost := outage.lost_server(err):
@@ -79,7 +86,20 @@ def job_run(
         mlflow.log_text(traceback.format_exc(), "error.txt")
         mlflow.end_run("FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    finish = _finishing.pop(run.info.run_id, None)
+    if finish is None:
+        mlflow.end_run("FINISHED")
+        return
+    # Only this thread lets go of the run (and stops its system metrics): it stays RUNNING until
+    # the worker has logged the rest and ends it. Handed over after, so that end comes last.
+    mlflow.end_run("RUNNING")
+    background.submit(finish)
+
+
+def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
+    """Let the background worker call `finish` (which logs the rest of `run` and ends it) once
+    the job_run block has ended without an error, while this thread goes on to the next job."""
+    _finishing[run.info.run_id] = finish
 
 
 def log_datasets(prepared: Any, cache_dir: str | Path) -> None:
@@ -116,6 +136,13 @@ def finished_run_like(config: dict[str, Any]) -> Any | None:
     return found[0] if found else None
 
 
+def tag_run(tags: dict[str, str]) -> None:
+    """Tags on the active run: what this machine resolved (precision, oneDNN), not config."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
 def note_skipped(run_name: str, finished_run_id: str) -> None:
     """Tell the sweep's parent run that a job was skipped, for its end-of-sweep summary."""
     from mlflow import MlflowClient
@@ -135,22 +162,14 @@ def epoch_metrics_callback():
         def on_test_end(self, logs=None):
             pass
 
+        # Synchronous, where MLflow's is async: ending a run shuts MLflow's async queue down,
+        # which waited ~0.5 s per job, and from the background worker would race with the next
+        # job's logging. One small batch per epoch costs milliseconds.
+        def on_epoch_end(self, epoch, logs=None):
+            if logs:
+                mlflow.log_metrics(logs, step=epoch)
+
     return EpochMetrics()
-
-
-def log_results(metrics: dict[str, float], figures: dict[str, Any]) -> None:
-    import mlflow
-
-    mlflow.log_metrics(metrics)
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, name)
-
-
-def log_confusion_matrix(counts: Any) -> None:
-    import mlflow
-
-    described = {"rows": "true digit", "columns": "predicted digit", "counts": counts.tolist()}
-    mlflow.log_dict(described, CONFUSION_MATRIX_FILE)
 
 
 def load_confusion_matrix(run_id: str) -> Any | None:
@@ -172,13 +191,6 @@ def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) 
     client = MlflowClient()
     for name in files:
         client.log_artifact(parent_run_id, str(directory / name), "comparison")
-
-
-def log_file(path: str | Path) -> None:
-    import mlflow
-
-    if Path(path).is_file():
-        mlflow.log_artifact(str(path))
 
 
 def run_link(run: Any) -> str:

@@ -1,0 +1,96 @@
+"""What this machine computes fast: bfloat16 natively or not, and whether to turn oneDNN on.
+
+Read from /proc/cpuinfo and the GPUs, so a preset can ask for `precision=auto` and get the fast
+choice on every machine rather than the one it was tuned on (bench/RESULTS.md, "Precision").
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+from mnist_exp.config import Precision
+
+# x86 instructions that do bfloat16 arithmetic natively. Without them Keras's mixed_bfloat16
+# emulates it, measured 7x slower for the tutorial CNN on a Zen 3 (AVX2 only).
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# NVIDIA GPUs run bfloat16 from compute capability 8.0 (Ampere) on.
+BF16_GPU_CAPABILITY = (8, 0)
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (`lscpu`'s Flags); empty where there is no
+    /proc/cpuinfo (macOS, Windows), which then counts as no native bfloat16."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, ARM
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_model() -> str:
+    """`lscpu`'s model name, for benchmark tables: results differ by CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def resolve_precision(requested: Precision, flags: frozenset[str], gpu_bf16: bool) -> Precision:
+    """`auto` is mixed_bfloat16 where the hardware runs bfloat16 natively, float32 elsewhere;
+    an explicit choice is kept as it is."""
+    if requested is not Precision.auto:
+        return requested
+    native = gpu_bf16 or bool(flags & BF16_CPU_FLAGS)
+    return Precision.mixed_bfloat16 if native else Precision.float32
+
+
+def gpus_run_bf16() -> bool:
+    """Whether TensorFlow sees a GPU, every one of them able to run bfloat16."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    capabilities = [
+        tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
+        for gpu in gpus
+    ]
+    return bool(gpus) and all(tuple(c) >= BF16_GPU_CAPABILITY for c in capabilities)
+
+
+def precision_here(requested: Precision) -> Precision:
+    """`requested`, with `auto` resolved for this machine."""
+    if requested is not Precision.auto:
+        return requested
+    return resolve_precision(requested, cpu_flags(), gpus_run_bf16())
+
+
+def onednn_setting(machine: str, environ: dict[str, str]) -> str | None:
+    """The TF_ENABLE_ONEDNN_OPTS to set, or None to leave TensorFlow's own choice.
+
+    On x86-64, TensorFlow turns oneDNN on by itself only on CPUs with AVX512_VNNI, AVX512_BF16,
+    AVX_VNNI or AMX. Elsewhere (AVX2 CPUs such as Zen 3) it leaves it off, although it made the
+    tutorial CNN 14 % faster there (bench/RESULTS.md, "oneDNN"). A user's own setting wins.
+    """
+    if "TF_ENABLE_ONEDNN_OPTS" in environ or machine.lower() not in ("x86_64", "amd64"):
+        return None
+    return "1"
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow in this process uses oneDNN (as set before it was imported)."""
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if setting is not None:
+        return setting.strip().lower() in ("1", "true")
+    # TensorFlow's own default on x86-64 Linux (util/port.cc: IsMklEnabled).
+    return bool(cpu_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"})
