@@ -295,3 +295,50 @@ def test_unreachable_tracking_server_fails_fast_before_training(run_cli, sweep):
     assert_clean_error(done, f"http://127.0.0.1:{port} is unreachable", "make ui")
     assert "MNIST loaded" not in done.stdout
     assert time.monotonic() - started < 60
+
+
+def test_a_sweep_interrupted_right_after_a_job_trained_keeps_all_that_job_logged(
+    store, tmp_path, mnist_dir
+):
+    """The first job's figures and model are logged in the background while the second starts;
+    Ctrl-C the moment the second is launched must still leave the first complete and FINISHED."""
+    import mlflow
+
+    store.create()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", "-m", "train.epochs=1,1000", *TINY[:2],
+         f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+    )  # fmt: skip
+    output = []
+    try:
+        for line in proc.stdout:
+            output.append(line)
+            if "#1 : train.epochs=1000" in line:  # Hydra launches the second job
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(output) + rest
+    assert proc.returncode == 130, output
+
+    parent, children = parent_and_children(store.runs())
+    assert parent.info.status == "KILLED"
+    first = children[0]
+    assert first.data.params["train.epochs"] == "1"
+    assert first.info.status == "FINISHED", output
+    assert [c.info.status for c in children[1:]] in ([], ["KILLED"])
+    client = store.client()
+    artifacts = {a.path: a.file_size for a in client.list_artifacts(first.info.run_id)}
+    assert set(artifacts) >= ARTIFACTS and all(artifacts[name] > 0 for name in ARTIFACTS)
+    for png in FIGURES:
+        image = matplotlib.image.imread(client.download_artifacts(first.info.run_id, png))
+        assert image.shape[0] > 100
+    assert {"test_accuracy", "test_loss", "fit_seconds", "val_accuracy"} <= set(first.data.metrics)
+    assert "Done: test_accuracy=" in artifact_text(client, first, "run.log")
+    mlflow.set_tracking_uri(store.uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{first.info.run_id}/model")
+    assert np.asarray(model.predict(np.zeros((3, 28, 28, 1), np.float32))).shape == (3, 10)
