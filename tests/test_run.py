@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from mnist_exp import hardware
 from mnist_exp.data import subset_digest
 from mnist_exp.tracking import PARENT_TAG
 from tests.helpers import (
@@ -91,6 +92,8 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     assert "MNIST loaded from cache" in artifact_text(client, run, "run.log")
     assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
 
+    assert run.data.tags["precision"] == "float32"  # train.precision defaults to the tutorial's
+    assert run.data.tags["onednn"] == ("on" if hardware.onednn_enabled() else "off")
     assert len(run.data.tags["config_hash"]) == 16
     assert len(run.data.tags["git_commit"]) == 40
     assert run.info.artifact_uri.startswith(f"file://{store.root}/artifacts/")
@@ -122,7 +125,8 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
     assert run.data.params["train.early_stopping_patience"] == "10"
     assert run.data.params["train.restore_best_weights"] == "False"
     assert run.data.params["train.label_smoothing"] == "0.1"
-    assert run.data.params["train.precision"] == "mixed_bfloat16"
+    assert run.data.params["train.precision"] == "auto"
+    assert run.data.tags["precision"] == hardware.precision_here("auto")
     rates = store.client().get_metric_history(run.info.run_id, "learning_rate")
     cosine = [0.003 * (1 + np.cos(np.pi * epoch / 3)) / 2 for epoch in range(3)]
     assert [m.value for m in sorted(rates, key=lambda m: m.step)] == pytest.approx(cosine)

@@ -68,6 +68,9 @@ class Precision(enum.Enum):
     # bfloat16 compute, float32 weights (Keras mixed precision): faster only on hardware with
     # native bf16 (AVX512_BF16 or AMX on x86), much slower without (bench/RESULTS.md).
     mixed_bfloat16 = "mixed_bfloat16"
+    # mixed_bfloat16 where the hardware runs bf16 natively, float32 elsewhere (mnist_exp.hardware);
+    # each run tags and prints what it resolved to.
+    auto = "auto"
 
 
 class Padding(enum.Enum):

@@ -11,7 +11,11 @@ import os
 import platform
 from pathlib import Path
 
-from mnist_exp.config import Precision
+# The package imports this module before anything imports TensorFlow; it imports nothing heavy.
+
+AUTO = "auto"
+BFLOAT16 = "mixed_bfloat16"
+FLOAT32 = "float32"
 
 # x86 instructions that do bfloat16 arithmetic natively. Without them Keras's mixed_bfloat16
 # emulates it, measured 7x slower for the tutorial CNN on a Zen 3 (AVX2 only).
@@ -47,13 +51,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def resolve_precision(requested: Precision, flags: frozenset[str], gpu_bf16: bool) -> Precision:
+def resolve_precision(requested: str, flags: frozenset[str], gpu_bf16: bool) -> str:
     """`auto` is mixed_bfloat16 where the hardware runs bfloat16 natively, float32 elsewhere;
     an explicit choice is kept as it is."""
-    if requested is not Precision.auto:
+    if requested != AUTO:
         return requested
-    native = gpu_bf16 or bool(flags & BF16_CPU_FLAGS)
-    return Precision.mixed_bfloat16 if native else Precision.float32
+    return BFLOAT16 if gpu_bf16 or flags & BF16_CPU_FLAGS else FLOAT32
 
 
 def gpus_run_bf16() -> bool:
@@ -68,9 +71,9 @@ def gpus_run_bf16() -> bool:
     return bool(gpus) and all(tuple(c) >= BF16_GPU_CAPABILITY for c in capabilities)
 
 
-def precision_here(requested: Precision) -> Precision:
+def precision_here(requested: str) -> str:
     """`requested`, with `auto` resolved for this machine."""
-    if requested is not Precision.auto:
+    if requested != AUTO:
         return requested
     return resolve_precision(requested, cpu_flags(), gpus_run_bf16())
 

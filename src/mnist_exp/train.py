@@ -13,6 +13,7 @@ from hydra.errors import CompactHydraException
 
 from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import Prepared
+from mnist_exp.hardware import precision_here
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ def limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
 
 
-def set_precision(precision: Precision) -> None:
-    """The dtype policy of the layers built after this call (Keras's mixed precision)."""
-    keras.mixed_precision.set_global_policy(precision.value)
+def set_precision(precision: Precision) -> Precision:
+    """The dtype policy of the layers built after this call (Keras's mixed precision), with
+    `auto` resolved for this machine; the policy set."""
+    resolved = Precision(precision_here(precision.value))
+    keras.mixed_precision.set_global_policy(resolved.value)
+    return resolved
 
 
 def set_seed(seed: int) -> None:
