@@ -66,8 +66,9 @@ test: setup  ## the whole suite, slow tests included (what CI runs)
 test-fast: setup  ## skip the tests that train or sweep
 	$(PY) -m pytest -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run, side by side (~10 min); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run, then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
+	$(PY) bench/overhead.py
 
 bench-sweep: data  ## sweep throughput, one job at a time vs two (~5 min); appends to bench/RESULTS.md
 	$(PY) bench/sweep_throughput.py
