@@ -286,7 +286,7 @@ def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None
     )
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)  # a second config replaces the first: memory stays one data set
 def load_prepared(
     cache_dir: str, sources: tuple[str, ...], limit_train: int | None, limit_test: int | None
 ) -> tuple[Mnist, Prepared]:
