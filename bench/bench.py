@@ -155,7 +155,10 @@ def main() -> None:
         "not training: interpreter and library start-up, data, evaluation, plots, MLflow "
         f"logging, exit. {cpu_line()}\n\n"
     )
-    args.out.write_text(header + table(rows, args.epochs) + "\n")
+    # This table replaces the previous one; the sections other benchmarks append stay.
+    previous = args.out.read_text() if args.out.exists() else ""
+    others = previous[previous.find("\n## ") :] if "\n## " in previous else ""
+    args.out.write_text(header + table(rows, args.epochs) + "\n" + others)
     (args.out.parent / "results").mkdir(exist_ok=True)
     (args.out.parent / "results" / "latest.json").write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows, args.epochs) + f"\n\nwritten to {args.out}")
