@@ -43,8 +43,10 @@ def test_auto_on_this_machine_follows_lscpu():
     assert hardware.precision_here("auto") == ("mixed_bfloat16" if native else "float32")
 
 
-def test_onednn_is_turned_on_on_x86_unless_the_user_chose():
-    assert hardware.onednn_setting("x86_64", {}) == "1"
-    assert hardware.onednn_setting("AMD64", {}) == "1"
-    assert hardware.onednn_setting("x86_64", {"TF_ENABLE_ONEDNN_OPTS": "0"}) is None
-    assert hardware.onednn_setting("aarch64", {}) is None  # TensorFlow's own choice stays
+def test_onednn_is_turned_on_for_convolutions_on_x86_unless_the_user_chose():
+    assert hardware.onednn_setting("x86_64", {}, convolutional=True) == "1"
+    assert hardware.onednn_setting("AMD64", {}, convolutional=True) == "1"
+    assert hardware.onednn_setting("x86_64", {}, convolutional=False) is None  # slower for dense
+    chosen = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert hardware.onednn_setting("x86_64", chosen, convolutional=True) is None
+    assert hardware.onednn_setting("aarch64", {}, convolutional=True) is None  # TF's own choice

@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import sys
 from pathlib import Path
-
-# The package imports this module before anything imports TensorFlow; it imports nothing heavy.
 
 AUTO = "auto"
 BFLOAT16 = "mixed_bfloat16"
@@ -78,16 +77,27 @@ def precision_here(requested: str) -> str:
     return resolve_precision(requested, cpu_flags(), gpus_run_bf16())
 
 
-def onednn_setting(machine: str, environ: dict[str, str]) -> str | None:
-    """The TF_ENABLE_ONEDNN_OPTS to set, or None to leave TensorFlow's own choice.
+def onednn_setting(machine: str, environ: dict[str, str], convolutional: bool) -> str | None:
+    """The TF_ENABLE_ONEDNN_OPTS to set before TensorFlow loads, or None to leave its choice.
 
     On x86-64, TensorFlow turns oneDNN on by itself only on CPUs with AVX512_VNNI, AVX512_BF16,
-    AVX_VNNI or AMX. Elsewhere (AVX2 CPUs such as Zen 3) it leaves it off, although it made the
-    tutorial CNN 14 % faster there (bench/RESULTS.md, "oneDNN"). A user's own setting wins.
+    AVX_VNNI or AMX, and leaves it off on AVX2-only ones (Zen 3). oneDNN made the tutorial CNN
+    faster, but the tutorial's dense network slower (bench/RESULTS.md, "oneDNN"): so on for
+    convolutional models only. A user's own setting wins.
     """
     if "TF_ENABLE_ONEDNN_OPTS" in environ or machine.lower() not in ("x86_64", "amd64"):
         return None
-    return "1"
+    return "1" if convolutional else None
+
+
+def use_onednn_if_it_pays(convolutional: bool) -> None:
+    """Set TF_ENABLE_ONEDNN_OPTS per `onednn_setting`, if TensorFlow is not loaded yet (it reads
+    it once: in a sweep, the first job decides for the whole process)."""
+    if "tensorflow" in sys.modules:
+        return
+    setting = onednn_setting(platform.machine(), dict(os.environ), convolutional)
+    if setting is not None:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = setting
 
 
 def onednn_enabled() -> bool:
