@@ -82,8 +82,8 @@ def onednn_setting(machine: str, environ: dict[str, str], convolutional: bool) -
 
     On x86-64, TensorFlow turns oneDNN on by itself only on CPUs with AVX512_VNNI, AVX512_BF16,
     AVX_VNNI or AMX, and leaves it off on AVX2-only ones (Zen 3). oneDNN made the tutorial CNN
-    faster, but the tutorial's dense network slower (bench/RESULTS.md, "oneDNN"): so on for
-    convolutional models only. A user's own setting wins.
+    faster on both kinds of CPU, but not the tutorial's dense network (bench/RESULTS.md,
+    "oneDNN"): so on for convolutional models only. A user's own setting wins.
     """
     if "TF_ENABLE_ONEDNN_OPTS" in environ or machine.lower() not in ("x86_64", "amd64"):
         return None
