@@ -137,10 +137,12 @@ def test_data_cli_reports_failure_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_a_process_prepares_each_data_config_once_and_read_only(mnist_dir):
-    first = data.load_prepared(str(mnist_dir), ("cache",), 100, 50)
-    assert data.load_prepared(str(mnist_dir), ("cache",), 100, 50) is first  # the next job's
-    mnist, prepared = first
+def test_a_process_prepares_each_data_config_once_and_read_only(mnist_dir, caplog):
+    mnist, prepared = data.load_prepared(str(mnist_dir), ("cache",), 100, 50)
+    caplog.set_level("INFO", logger="mnist_exp.data")
+    again = data.load_prepared(str(mnist_dir), ("cache",), 100, 50)  # the next job's
+    assert again[0] is mnist and again[1] is prepared
+    assert "MNIST loaded from cache" in caplog.text  # its run log still says where from
     assert prepared.x_train.shape == (100, 28, 28, 1) and prepared.y_test_cat.shape == (50, 10)
     with pytest.raises(ValueError, match="read-only"):
         prepared.x_train[0, 0, 0, 0] = 1.0  # one job cannot change what the next trains on

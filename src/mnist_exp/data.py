@@ -8,7 +8,6 @@ is moved aside (never silently trained on) and rebuilt from the next source.
 from __future__ import annotations
 
 import argparse
-import functools
 import gzip
 import hashlib
 import importlib
@@ -286,18 +285,30 @@ def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None
     )
 
 
-@functools.lru_cache(maxsize=1)  # a second config replaces the first: memory stays one data set
+# The last data config's arrays, for the next job in this process: one data set in memory.
+_prepared: dict[tuple, tuple[Mnist, Prepared]] = {}
+
+
 def load_prepared(
     cache_dir: str, sources: tuple[str, ...], limit_train: int | None, limit_test: int | None
 ) -> tuple[Mnist, Prepared]:
     """`load_mnist` and `prepare`, done once per process for each data config: the jobs of a
     sweep share the arrays. They are made read-only, so no job can change another's data."""
+    key = (str(Path(cache_dir).expanduser().resolve()), sources, limit_train, limit_test)
+    if key in _prepared:
+        mnist, prepared = _prepared[key]
+        # Every run's log still says where its data came from.
+        log.info("MNIST loaded from %s (%s), prepared once in this process", mnist.source,
+                 Path(key[0]) / CACHE_FILE)  # fmt: skip
+        return mnist, prepared
     mnist = load_mnist(cache_dir, sources)
     prepared = prepare(mnist, limit_train, limit_test)
     for arrays in (mnist, prepared):
         for array in vars(arrays).values():
             if isinstance(array, np.ndarray):
                 array.flags.writeable = False
+    _prepared.clear()
+    _prepared[key] = (mnist, prepared)
     return mnist, prepared
 
 
