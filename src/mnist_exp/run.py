@@ -54,7 +54,11 @@ def main(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name, threads, log_path)
         return None
-    background = runs_in_this_process(hydra_cfg.launcher)
+    # Not through a tracking server: its outages are waited out by the job (mnist_exp.outage),
+    # which the background worker does not do yet.
+    background = runs_in_this_process(hydra_cfg.launcher) and store.is_local_store(
+        typed.tracking.uri
+    )
     train = lambda: train_and_log(typed, config, name, threads, log_path, background).history  # noqa: E731
     return sweep.run_job(typed, config, name, train)
 
