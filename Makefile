@@ -5,8 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5000
+NOTEBOOK_PORT ?= 8888
 
-.PHONY: help setup data baseline cnn best sweep sweep-parallel compare register ui server test test-fast bench bench-sweep lint format clean
+.PHONY: help setup data baseline cnn best sweep sweep-parallel compare register ui server notebook test test-fast bench bench-sweep lint format clean
 
 help:  ## list the everyday commands (this)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -18,7 +19,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 2 GB)..."
+	$(PY) -m pip install -e '.[dev,ray,notebook]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
@@ -48,6 +50,11 @@ ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.
 
 server: ui  ## the same process: `make server`, then add tracking=server to runs in other terminals
 
+# --allow-root: Jupyter refuses to start as root otherwise, and containers and CI run as root.
+notebook: data  ## the tutorial as a notebook, in JupyterLab on http://127.0.0.1:8888 (NOTEBOOK_PORT=N)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(NOTEBOOK_PORT) \
+		--ServerApp.root_dir=$(CURDIR) --allow-root notebooks/tutorial.ipynb
+
 sweep-parallel: data  ## a sweep 2 jobs at a time, logged through a server this target starts and stops
 	$(PY) -m mnist_exp.server --port 0 -- \
 		$(PY) -m mnist_exp.run --multirun hydra/launcher=parallel tracking=server \
@@ -59,8 +66,9 @@ test: setup  ## the whole suite, slow tests included (what CI runs)
 test-fast: setup  ## skip the tests that train or sweep
 	$(PY) -m pytest -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run, side by side (~10 min); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run, then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
+	$(PY) bench/overhead.py
 
 bench-sweep: data  ## sweep throughput, one job at a time vs two (~5 min); appends to bench/RESULTS.md
 	$(PY) bench/sweep_throughput.py

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from cpu import cpu_line  # noqa: E402
+
 from mnist_exp.config import default_config  # noqa: E402
 
 PRESET = {"dense": "+experiment=baseline", "cnn": "+experiment=cnn"}
@@ -151,9 +153,12 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores, {args.epochs} epochs, batch 32, validation_split 0.2, "
         "seed 42. Ratios are against (a) of the same round. *wall − fit* is everything that is "
         "not training: interpreter and library start-up, data, evaluation, plots, MLflow "
-        "logging, exit.\n\n"
+        f"logging, exit. {cpu_line()}\n\n"
     )
-    args.out.write_text(header + table(rows, args.epochs) + "\n")
+    # This table replaces the previous one; the sections other benchmarks append stay.
+    previous = args.out.read_text() if args.out.exists() else ""
+    others = previous[previous.find("\n## ") :] if "\n## " in previous else ""
+    args.out.write_text(header + table(rows, args.epochs) + "\n" + others)
     (args.out.parent / "results").mkdir(exist_ok=True)
     (args.out.parent / "results" / "latest.json").write_text(json.dumps(rows, indent=1))
     print("\n" + table(rows, args.epochs) + f"\n\nwritten to {args.out}")

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from cpu import cpu_line  # noqa: E402
+
 from mnist_exp.server import tracking_server  # noqa: E402
 
 LAUNCHERS = {"sequential": [], "parallel (2 jobs)": ["hydra/launcher=parallel"]}
@@ -72,7 +74,7 @@ def main() -> None:
     table = [
         f"\n## Sweep throughput\n\n`bench/sweep_throughput.py` on {datetime.now():%Y-%m-%d %H:%M}, "
         f"{os.cpu_count()} CPU cores: `model.hidden={args.widths}` (dense, full MNIST, "
-        f"{args.epochs} epochs each), both sweeps logging through an MLflow server.\n",
+        f"{args.epochs} epochs each), both sweeps logging through an MLflow server. {cpu_line()}\n",
         "| launcher | jobs | wall s | jobs/min | median fit s per job | mean test acc | "
         "throughput × sequential |",
         "|---|---:|---:|---:|---:|---:|---:|",

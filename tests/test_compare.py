@@ -144,6 +144,14 @@ def test_comparison_table_ranks_on_validation_and_shows_only_differing_params():
     assert list(table.run) == ["dense-h16 [r2]", "dense-h8", "dense-h16 [r3]"]
 
 
+@pytest.mark.slow
+def test_no_artifact_download_bars_above_the_table(compared):
+    # MLflow draws one per confusion matrix it fetches unless told not to (compare.main does).
+    done, _ = compared
+    assert "Downloading artifacts" not in done.stderr + done.stdout
+    assert done.stdout.splitlines()[0].startswith("3 runs of sweep ")
+
+
 def test_a_pruned_trial_shows_the_epoch_it_was_stopped_after():
     runs = pd.DataFrame(
         {

@@ -135,3 +135,18 @@ def test_data_cli_reports_failure_in_one_line(tmp_path):
     assert done.returncode == 1
     assert "error: Could not obtain MNIST" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_process_prepares_each_data_config_once_and_read_only(mnist_dir, caplog):
+    mnist, prepared = data.load_prepared(str(mnist_dir), ("cache",), 100, 50)
+    caplog.set_level("INFO", logger="mnist_exp.data")
+    again = data.load_prepared(str(mnist_dir), ("cache",), 100, 50)  # the next job's
+    assert again[0] is mnist and again[1] is prepared
+    assert "MNIST loaded from cache" in caplog.text  # its run log still says where from
+    assert prepared.x_train.shape == (100, 28, 28, 1) and prepared.y_test_cat.shape == (50, 10)
+    with pytest.raises(ValueError, match="read-only"):
+        prepared.x_train[0, 0, 0, 0] = 1.0  # one job cannot change what the next trains on
+    with pytest.raises(ValueError, match="read-only"):
+        mnist.x_train[0, 0, 0] = 1
+    other = data.load_prepared(str(mnist_dir), ("cache",), 200, 50)[1]
+    assert other.x_train.shape[0] == 200

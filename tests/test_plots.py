@@ -9,7 +9,8 @@ from mnist_exp import plots
 
 
 def tile_titles(fig) -> list[str]:
-    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+    """The titles over the tiles of an image grid, in reading order."""
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
 
 
 def test_misclassified_tiles_show_true_and_predicted_label_most_confident_first():

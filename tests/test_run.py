@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
+from mnist_exp import hardware
+from mnist_exp.data import subset_digest
 from mnist_exp.tracking import PARENT_TAG
 from tests.helpers import (
     NO_INDEX,
@@ -90,6 +92,8 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     assert "MNIST loaded from cache" in artifact_text(client, run, "run.log")
     assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
 
+    assert run.data.tags["precision"] == "float32"  # train.precision defaults to the tutorial's
+    assert run.data.tags["onednn"] == ("on" if hardware.onednn_enabled() else "off")
     assert len(run.data.tags["config_hash"]) == 16
     assert len(run.data.tags["git_commit"]) == 40
     assert run.info.artifact_uri.startswith(f"file://{store.root}/artifacts/")
@@ -121,7 +125,8 @@ def test_best_preset_trains_with_its_schedule_and_early_stopping(run_cli, store)
     assert run.data.params["train.early_stopping_patience"] == "10"
     assert run.data.params["train.restore_best_weights"] == "False"
     assert run.data.params["train.label_smoothing"] == "0.1"
-    assert run.data.params["train.precision"] == "mixed_bfloat16"
+    assert run.data.params["train.precision"] == "auto"
+    assert run.data.tags["precision"] == hardware.precision_here("auto")
     rates = store.client().get_metric_history(run.info.run_id, "learning_rate")
     cosine = [0.003 * (1 + np.cos(np.pi * epoch / 3)) / 2 for epoch in range(3)]
     assert [m.value for m in sorted(rates, key=lambda m: m.step)] == pytest.approx(cosine)
@@ -140,6 +145,21 @@ def test_multirun_is_one_parent_with_a_child_per_job(tiny_sweep):
     assert all(c.info.status == "FINISHED" for c in children)
     # Keras numbers a process's later optimizers (adam_1, ...): the jobs must not differ by that.
     assert {c.data.params["optimizer_name"] for c in children} == {"adam"}
+
+
+def test_every_job_names_its_data_and_records_system_metrics(tiny_sweep):
+    _, children = parent_and_children(tiny_sweep.runs())
+    for child in children:
+        datasets = {
+            {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset
+            for i in child.inputs.dataset_inputs
+        }
+        assert {c: d.name for c, d in datasets.items()} == {"training": "mnist", "test": "mnist"}
+        assert datasets["training"].digest == subset_digest("train", 1000)
+        assert datasets["test"].digest == subset_digest("test", 200)
+        # Sampled every 2 s (the default), and each of these jobs ran for longer than that.
+        assert child.data.metrics["system/system_memory_usage_megabytes"] > 0
+        assert "system/cpu_utilization_percentage" in child.data.metrics
 
 
 def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):
@@ -279,3 +299,50 @@ def test_unreachable_tracking_server_fails_fast_before_training(run_cli, sweep):
     assert_clean_error(done, f"http://127.0.0.1:{port} is unreachable", "make ui")
     assert "MNIST loaded" not in done.stdout
     assert time.monotonic() - started < 60
+
+
+def test_a_sweep_interrupted_right_after_a_job_trained_keeps_all_that_job_logged(
+    store, tmp_path, mnist_dir
+):
+    """The first job's figures and model are logged in the background while the second starts;
+    Ctrl-C the moment the second is launched must still leave the first complete and FINISHED."""
+    import mlflow
+
+    store.create()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", "-m", "train.epochs=1,1000", *TINY[:2],
+         f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+    )  # fmt: skip
+    output = []
+    try:
+        for line in proc.stdout:
+            output.append(line)
+            if "#1 : train.epochs=1000" in line:  # Hydra launches the second job
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(output) + rest
+    assert proc.returncode == 130, output
+
+    parent, children = parent_and_children(store.runs())
+    assert parent.info.status == "KILLED"
+    first = children[0]
+    assert first.data.params["train.epochs"] == "1"
+    assert first.info.status == "FINISHED", output
+    assert [c.info.status for c in children[1:]] in ([], ["KILLED"])
+    client = store.client()
+    artifacts = {a.path: a.file_size for a in client.list_artifacts(first.info.run_id)}
+    assert set(artifacts) >= ARTIFACTS and all(artifacts[name] > 0 for name in ARTIFACTS)
+    for png in FIGURES:
+        image = matplotlib.image.imread(client.download_artifacts(first.info.run_id, png))
+        assert image.shape[0] > 100
+    assert {"test_accuracy", "test_loss", "fit_seconds", "val_accuracy"} <= set(first.data.metrics)
+    assert "Done: test_accuracy=" in artifact_text(client, first, "run.log")
+    mlflow.set_tracking_uri(store.uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{first.info.run_id}/model")
+    assert np.asarray(model.predict(np.zeros((3, 28, 28, 1), np.float32))).shape == (3, 10)

@@ -105,8 +105,8 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
 
 
-def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
-    """The table and both figures, written into `out`; returns the table."""
+def validation_history(runs: pd.DataFrame) -> dict[str, list[float]]:
+    """Each run's val_accuracy per epoch, by run id."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -114,6 +114,12 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
     for run_id in runs.run_id:
         history = sorted(client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
         val_curves[run_id] = [m.value for m in history]
+    return val_curves
+
+
+def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """The table and both figures, written into `out`; returns the table."""
+    val_curves = validation_history(runs)
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: tracking.load_confusion_matrix(r) for r in table.run_id}

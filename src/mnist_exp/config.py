@@ -68,6 +68,9 @@ class Precision(enum.Enum):
     # bfloat16 compute, float32 weights (Keras mixed precision): faster only on hardware with
     # native bf16 (AVX512_BF16 or AMX on x86), much slower without (bench/RESULTS.md).
     mixed_bfloat16 = "mixed_bfloat16"
+    # mixed_bfloat16 where the hardware runs bf16 natively, float32 elsewhere (mnist_exp.hardware);
+    # each run tags and prints what it resolved to.
+    auto = "auto"
 
 
 class Padding(enum.Enum):
@@ -174,6 +177,9 @@ class TrackingConfig:
     misclassified_tiles: int = bounds(25, lo=1, hi=100)  # tiles in misclassified.png
     # In a sweep, a job whose config already has a FINISHED run here is skipped unless true.
     rerun: bool = False
+    # Seconds between samples of CPU, memory, disk and network use, logged as the run's system
+    # metrics (MLflow's, via psutil); null = none.
+    system_metrics_seconds: float | None = bounds(2.0, lo=0.1, hi=3600.0)
 
 
 @dataclass

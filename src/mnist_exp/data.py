@@ -84,6 +84,14 @@ def sha256_of_array(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def subset_digest(split: str, rows: int) -> str:
+    """A short digest of the first `rows` images and labels of a split ("train" or "test") of
+    canonical MNIST, made from their known sha256s: loaded arrays have already been checked
+    against them, so this costs nothing where hashing them again would cost a second per run."""
+    x_sha, y_sha = CANONICAL[f"x_{split}"][1], CANONICAL[f"y_{split}"][1]
+    return hashlib.sha256(f"{x_sha}:{y_sha}:{rows}".encode()).hexdigest()[:16]
+
+
 def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -210,10 +218,29 @@ def _write_cache(cache_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def check_cache_dir(cache_dir: str | Path) -> Path:
+    """The cache directory, absolute; fails at once, not after trying every source, when MNIST
+    is not cached there and nothing can be written there either."""
+    cache_dir = Path(cache_dir).expanduser().resolve()
+    if os.access(cache_dir / CACHE_FILE, os.R_OK):
+        return cache_dir  # a read-only cache is fine; a corrupt one is found when it is read
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(cache_dir, os.W_OK | os.X_OK) else "permission denied"
+    except OSError as err:
+        problem = err.strerror or str(err)
+    if problem:
+        raise DataError(
+            f"data.cache_dir={cache_dir}: MNIST is not cached there and nothing can be written "
+            f"there ({problem}). Point data.cache_dir (or MNIST_EXP_DATA_DIR) at a directory you "
+            f"can write, or put a verified {CACHE_FILE} into it."
+        )
+    return cache_dir
+
+
 def load_mnist(cache_dir: str | Path, sources: Iterable[str] = tuple(SOURCES)) -> Mnist:
     """The canonical MNIST arrays (uint8), from the first source that gives verified data."""
-    cache_dir = Path(cache_dir).expanduser().resolve()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = check_cache_dir(cache_dir)
     failures = []
     for source in sources:
         try:
@@ -256,6 +283,33 @@ def prepare(mnist: Mnist, limit_train: int | None = None, limit_test: int | None
         y_train=y_train,
         y_test=y_test,
     )
+
+
+# The last data config's arrays, for the next job in this process: one data set in memory.
+_prepared: dict[tuple, tuple[Mnist, Prepared]] = {}
+
+
+def load_prepared(
+    cache_dir: str, sources: tuple[str, ...], limit_train: int | None, limit_test: int | None
+) -> tuple[Mnist, Prepared]:
+    """`load_mnist` and `prepare`, done once per process for each data config: the jobs of a
+    sweep share the arrays. They are made read-only, so no job can change another's data."""
+    key = (str(Path(cache_dir).expanduser().resolve()), sources, limit_train, limit_test)
+    if key in _prepared:
+        mnist, prepared = _prepared[key]
+        # Every run's log still says where its data came from.
+        log.info("MNIST loaded from %s (%s), prepared once in this process", mnist.source,
+                 Path(key[0]) / CACHE_FILE)  # fmt: skip
+        return mnist, prepared
+    mnist = load_mnist(cache_dir, sources)
+    prepared = prepare(mnist, limit_train, limit_test)
+    for arrays in (mnist, prepared):
+        for array in vars(arrays).values():
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+    _prepared.clear()
+    _prepared[key] = (mnist, prepared)
+    return mnist, prepared
 
 
 def main(argv: list[str] | None = None) -> int:

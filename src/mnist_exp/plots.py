@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
 def _image_grid(images: np.ndarray, titles: list[str], title: str, cols: int = 5) -> Figure:
+    """Tiles with a title each, drawn as one mosaic image in one Axes: an Axes per tile made
+    every grid cost about a second (bench/RESULTS.md, "Where a run's time goes")."""
     rows = max(1, math.ceil(len(images) / cols))
     height = rows * 2.1 + 0.5
-    # Fixed spacing: a constrained layout would cost ~0.35 s per grid, every run.
     fig = Figure(figsize=(cols * 1.9, height))
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.01, top=1 - 0.5 / height, hspace=0.45)
     fig.suptitle(title)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, image, tile_title in zip(axes.flat, images, titles, strict=False):
-        ax.imshow(np.squeeze(image), cmap="binary")
-        ax.set_title(tile_title, fontsize=9)
+    ax = fig.add_axes((0.01, 0.0, 0.98, 1 - 0.45 / height))
+    ax.set_axis_off()
+    side = images.shape[1]
+    # Each cell: the tile with a margin either side, and room above it for two lines of title.
+    margin, title_room = side // 8, side // 3
+    cell_w, cell_h = side + 2 * margin, side + title_room + margin
+    mosaic = np.full((rows * cell_h, cols * cell_w), np.nan)
+    for i, (image, tile_title) in enumerate(zip(images, titles, strict=False)):
+        top, left = (i // cols) * cell_h + title_room, (i % cols) * cell_w + margin
+        tile = np.squeeze(image).astype(float)
+        span = tile.max() - tile.min()
+        # Each tile scaled to its own range, as an imshow of its own would.
+        mosaic[top : top + side, left : left + side] = (tile - tile.min()) / span if span else 0
+        ax.text(left + side / 2, top - 1, tile_title, ha="center", va="bottom", fontsize=9)
+    cmap = matplotlib.colormaps["binary"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     return fig
 
 

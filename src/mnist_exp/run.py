@@ -12,12 +12,16 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_exp import hardware
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT, Config, validate
 from mnist_exp.identity import plain_dict, run_name
@@ -31,8 +35,10 @@ log = logging.getLogger("mnist_exp")
 def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
+    # Before TensorFlow loads, which reads it once.
+    hardware.use_onednn_if_it_pays(convolutional=typed.model.family == "cnn")
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import store, sweep
+    from mnist_exp import data, store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
@@ -40,14 +46,34 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
+    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
+    # Hydra's log of this job, so the run keeps its console output too.
+    log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
+    data.check_cache_dir(typed.data.cache_dir)  # before a run is recorded, not inside it
     store.use_experiment(typed.tracking)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        train_and_log(typed, config, name)
+        train_and_log(typed, config, name, threads, log_path)
         return None
     from mnist_exp.search_trial import job_trial
 
     trial = job_trial(hydra_cfg.sweeper)  # None unless a search (hydra/sweeper=search) runs it
-    return sweep.run_job(typed, config, name, lambda: train_and_log(typed, config, name, trial))
+    # Not through a tracking server: its outages are waited out by the job (mnist_exp.outage),
+    # which the background worker does not do yet.
+    background = runs_in_this_process(hydra_cfg.launcher) and store.is_local_store(
+        typed.tracking.uri
+    )
+
+    def train() -> dict[str, list[float]]:
+        return train_and_log(typed, config, name, threads, log_path, background, trial).history
+
+    return sweep.run_job(typed, config, name, train)
+
+
+def runs_in_this_process(launcher: DictConfig) -> bool:
+    """Whether the jobs of a sweep run one after another in this process (Hydra's basic
+    launcher, also under the Optuna sweeper), where one job's logging can overlap the next's
+    training; a launcher's worker process may be stopped as soon as its job returns."""
+    return launcher.get("_target_", "").endswith(".BasicLauncher")
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
@@ -63,22 +89,43 @@ def cores_per_job(launcher: DictConfig) -> int | None:
     return max(1, cores // parallel) if parallel > 1 else None
 
 
-def train_and_log(typed: Config, config: dict, name: str, trial=None) -> dict[str, list[float]]:
-    """One tracked run: data, model, fit, evaluation, figures and model into MLflow; the fit's
-    per-epoch history. A search's trial is told each epoch's val_accuracy and may be pruned."""
-    from mnist_exp import data, models, plots, search_trial, tracked_model, tracking, train
+@dataclass(frozen=True)
+class TrainedRun:
+    """What one tracked run gives back besides what MLflow keeps."""
 
-    hydra_cfg = HydraConfig.get()
-    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
-    callbacks = [tracking.epoch_metrics_callback()]  # first: a pruned epoch is logged too
-    if trial is not None:
-        callbacks.append(search_trial.pruning_callback(trial))
-    with tracking.job_run(config, name, search_trial.trial_tags(trial)) as run:
+    run_id: str
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, ...
+    metrics: dict[str, float]  # test_loss, test_accuracy, fit_seconds
+    model: Any  # the trained keras.Model, also logged as runs:/<run_id>/model
+
+
+def train_and_log(
+    typed: Config,
+    config: dict,
+    name: str,
+    threads: int | None,
+    log_path: Path | None,
+    background: bool = False,
+    trial: Any = None,
+) -> TrainedRun:
+    """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
+
+    `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
+    run.log. With `background`, the figures and model are logged by the background worker
+    (mnist_exp.background) and the run ends FINISHED there, once they are all in. A search's
+    `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial)."""
+    from mnist_exp import data, models, outage, outcome, search_trial, tracking, train
+
+    tags = search_trial.trial_tags(trial)
+    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds, tags) as run:
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
-        mnist = data.load_mnist(typed.data.cache_dir, [s.value for s in typed.data.sources])
-        prepared = data.prepare(mnist, typed.data.limit_train, typed.data.limit_test)
+        sources = tuple(s.value for s in typed.data.sources)
+        mnist, prepared = data.load_prepared(
+            typed.data.cache_dir, sources, typed.data.limit_train, typed.data.limit_test
+        )
+        tracking.log_datasets(prepared, typed.data.cache_dir)
         log.info(
             "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
             "TensorFlow threads: %s",
@@ -87,38 +134,50 @@ def train_and_log(typed: Config, config: dict, name: str, trial=None) -> dict[st
         )  # fmt: skip
 
         train.set_seed(typed.seed)
-        train.set_precision(typed.train.precision)
+        precision = train.set_precision(typed.train.precision)
+        onednn = "on" if hardware.onednn_enabled() else "off"
+        tracking.tag_run({"precision": precision.value, "onednn": onednn})
+        log.info("Precision %s (train.precision=%s), TensorFlow oneDNN %s",
+                 precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
+        callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
+        if trial is not None:  # last: the pruned epoch is logged first
+            callbacks.append(search_trial.pruning_callback(trial))
         fitted = train.fit(model, prepared, typed.train, callbacks)
+        outage.wait_if_away()
         scores, probabilities = train.evaluate(model, prepared)
-        confusion = train.confusion_matrix(prepared.y_test, probabilities)
-
-        tracking.log_results(
-            {**scores, "fit_seconds": fitted.seconds},
-            {
-                "samples.png": plots.sample_grid(mnist.x_train, mnist.y_train),
-                "accuracy_curve.png": plots.accuracy_curve(fitted.history),
-                "loss_curve.png": plots.loss_curve(fitted.history),
-                "confusion_matrix.png": plots.confusion_matrix(confusion),
-                "misclassified.png": plots.misclassified_grid(
-                    prepared.x_test,
-                    prepared.y_test,
-                    probabilities,
-                    typed.tracking.misclassified_tiles,
-                ),  # fmt: skip
-            },
-        )
-        tracking.log_confusion_matrix(confusion)
-        seconds = tracked_model.log_model(model, prepared.x_test[:2], probabilities[:2])
-        log.info("Model logged in %.1fs", seconds)
+        metrics = {**scores, "fit_seconds": fitted.seconds}
         log.info(
             "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
             scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),
         )  # fmt: skip
-        # Hydra's log of this job, so the run keeps its console output too.
-        tracking.log_file(os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log"))
-    return fitted.history
+        trained = outcome.Outcome(
+            metrics=metrics,
+            history=fitted.history,
+            sample_images=mnist.x_train[:25],
+            sample_labels=mnist.y_train[:25],
+            x_test=prepared.x_test,
+            y_test=prepared.y_test,
+            probabilities=probabilities,
+            model=model,
+            misclassified_tiles=typed.tracking.misclassified_tiles,
+            # The console output up to here, kept as the run's run.log.
+            run_log=read_text(log_path),
+        )
+        run_id = run.info.run_id
+        if background:
+            tracking.finish_in_background(run, lambda: outcome.log_and_end(run_id, name, trained))
+        else:
+            outcome.log_outcome(run_id, trained)
+    return TrainedRun(run.info.run_id, fitted.history, metrics, model)
+
+
+def read_text(path: Path | None) -> str | None:
+    try:
+        return path.read_text() if path is not None else None
+    except OSError:
+        return None
 
 
 def command() -> None:
@@ -135,6 +194,12 @@ def command() -> None:
         by = signal.Signals.__members__.get(str(interrupt), signal.SIGINT)  # "" for Ctrl-C
         print(f"Interrupted by {by.name}; a run in progress is recorded as KILLED", file=sys.stderr)
         sys.exit(128 + by)
+    except SystemExit as done:
+        from mnist_exp import outage
+
+        if outage.has_given_up():
+            outage.exit_now(done.code if isinstance(done.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ mlflow is imported inside functions: a config error should be reported without p
 
 from __future__ import annotations
 
+import contextlib
+import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from hydra.errors import CompactHydraException
@@ -64,16 +67,64 @@ def check_store_takes_parallel_jobs(launcher: str, uri: str) -> None:
         )
 
 
-def use_store(uri: str) -> None:
-    """Point MLflow at a store to read from (compare, predict); it must exist already."""
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def schema_lock(uri: str, timeout: float = 300) -> Iterator[None]:
+    """Held while a process first opens a SQLite store, which is when MLflow creates and migrates
+    its schema: processes that do it at once fail with `duplicate column name` and can leave the
+    file half-migrated. An OS file lock is freed when its holder dies, so none is ever stale."""
+    from filelock import FileLock, Timeout
+
+    db = sqlite_path(uri)
+    if db is None or (db.exists() and not os.access(db.parent, os.W_OK)):
+        yield  # not SQLite, or a store that is only read (and can be neither made nor migrated)
+        return
+    lock = db.with_name(db.name + ".lock")
+    try:
+        with FileLock(lock, timeout=timeout):
+            yield
+    except Timeout:
+        raise TrackingUnavailable(
+            f"another process has been creating the MLflow store {db} for {timeout:.0f}s "
+            f"(it holds {lock}); wait for it to finish, or stop it"
+        ) from None
+
+
+def open_store(uri: str) -> None:
+    """Point MLflow at `uri` and open it once, so that a new SQLite store is created under the
+    lock (MLflow keeps the opened store for the rest of the process)."""
     import mlflow
 
+    mlflow.set_tracking_uri(uri)
+    with schema_lock(uri):
+        try:
+            mlflow.search_experiments(max_results=1)
+        except Exception as err:
+            if sqlite_path(uri) is None:
+                raise
+            from mnist_exp.store_checks import corrupt_store
+
+            raise corrupt_store(uri, err) from None
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow at a store to read from (compare, predict); it must exist already."""
+    from mnist_exp.store_checks import check_uri
+
+    check_uri(uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailable(f"no MLflow store at {uri.removeprefix('sqlite:///')}; run "
                                   "an experiment first, or pass --tracking-uri")  # fmt: skip
     if is_server(uri):
+        from mnist_exp import outage
+
+        outage.retry_patiently(uri)
         check_server(uri)
-    mlflow.set_tracking_uri(uri)
+    open_store(uri)
 
 
 def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
@@ -81,10 +132,16 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     import mlflow
 
     if is_server(cfg.uri):
-        check_server(cfg.uri)
-    if cfg.uri.startswith("sqlite:///"):
-        Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(cfg.uri)
+        from mnist_exp import outage
+
+        outage.retry_patiently(cfg.uri)
+        outage.wait_for_server(cfg.uri)
+    from mnist_exp.store_checks import check_sqlite_dir, check_uri
+
+    check_uri(cfg.uri)
+    if is_local_store(cfg.uri):
+        check_sqlite_dir(cfg.uri, cfg.artifact_location)
+    open_store(cfg.uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
         return mlflow.set_experiment(experiment_id=experiment.experiment_id).experiment_id

@@ -19,9 +19,10 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_exp import store
+from mnist_exp import background, data, store
 from mnist_exp.config import Config, ConfigError
 from mnist_exp.identity import git_state
+from mnist_exp.outage import TrackingServerLost, has_given_up
 from mnist_exp.tracking import PARENT_RUN_ENV, SKIPPED_TAG, children_filter
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], 
         # Returned, not raised: Hydra would log a pruned trial as a job error. The search's
         # sweeper tells its study; the run is already recorded.
         return pruned
+    except TrackingServerLost:
+        raise  # every later job would wait for the server in vain
     except Exception as err:
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
@@ -127,6 +130,7 @@ class SweepParentRun(Callback):
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
         try:
             store.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
+            data.check_cache_dir(config.data.cache_dir)
             experiment_id = store.use_experiment(config.tracking)
         except CompactHydraException as err:
             # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
@@ -155,8 +159,12 @@ class SweepParentRun(Callback):
     def _end(self, interrupted: bool) -> str | None:
         if self.run_id is None:
             return None
+        if has_given_up():
+            return None  # the server is gone: the next command ends this run once it is back
         from mlflow import MlflowClient
 
+        # Jobs that finished training may still be logging; their runs end when that is done.
+        background.flush()
         client = MlflowClient()
         parent = client.get_run(self.run_id)
         children = client.search_runs(

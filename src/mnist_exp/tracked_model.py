@@ -29,18 +29,21 @@ def _keras_flavor() -> Any:
     return types.SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
 
 
-def log_model(model: Any, x_example: Any, probabilities: Any) -> float:
+def log_model(model: Any, x_example: Any, probabilities: Any, run_id: str | None = None) -> float:
     """The trained Keras model, loadable with mlflow.pyfunc.load_model; the seconds it took.
 
-    The signature and input example come from a few test images and the model's output for them.
+    Into run `run_id`, by default the active one (another thread's run has to be named). The
+    signature and input example come from a few test images and the model's output for them.
     """
     from importlib.metadata import version
 
     import mlflow
     from mlflow.models import infer_signature
 
+    run_id = run_id or mlflow.active_run().info.run_id
     start = time.perf_counter()
     mlflow.models.Model.log(
+        run_id=run_id,
         artifact_path=None,
         name=MODEL_NAME,
         flavor=_keras_flavor(),
@@ -53,7 +56,7 @@ def log_model(model: Any, x_example: Any, probabilities: Any) -> float:
         validate_serving_input=False,
     )
     seconds = time.perf_counter() - start
-    mlflow.log_metric("log_model_seconds", seconds)
+    mlflow.MlflowClient().log_metric(run_id, "log_model_seconds", seconds)
     return seconds
 
 

@@ -9,12 +9,14 @@ import contextlib
 import logging
 import os
 import traceback
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from mnist_exp import background
 from mnist_exp.identity import config_hash, git_state, hyperparameters
 from mnist_exp.store import is_local_store
 
@@ -32,6 +34,9 @@ SKIPPED_TAG = "skipped."
 # Per run: the counts compare.py reads back.
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
 
+# Work that finishes a run on the background worker, by run id (see finish_in_background).
+_finishing: dict[str, Callable[[], None]] = {}
+
 
 def children_filter(parent_run_id: str) -> str:
     """The search_runs filter for a sweep's child runs."""
@@ -40,30 +45,45 @@ def children_filter(parent_run_id: str) -> str:
 
 @contextlib.contextmanager
 def job_run(
-    config: dict[str, Any], run_name: str, extra_tags: dict[str, str] | None = None
+    config: dict[str, Any],
+    run_name: str,
+    system_metrics_seconds: float | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
-    A trial the search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
+    A run given to `finish_in_background` is ended by the background worker instead. With
+    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often (MLflow's
+    system metrics, through psutil) and charted next to the training curves. A trial the
+    search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
     """
     import mlflow
 
     from mnist_exp.search_trial import PrunedTrial
 
+    if system_metrics_seconds:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_seconds)
+        # Its four INFO lines per run (started, no GPU, stopping, stopped) say nothing to act on.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     tags = {"config_hash": config_hash(config), **git_state(), **(extra_tags or {})}
     run = mlflow.start_run(
-        run_name=run_name, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None, tags=tags
+        run_name=run_name,
+        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
+        tags=tags,
+        log_system_metrics=bool(system_metrics_seconds),
     )
     try:
         mlflow.log_params(hyperparameters(config))
         mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
         yield run
     except PrunedTrial as pruned:
+        _finishing.pop(run.info.run_id, None)
         mlflow.set_tags(pruned.run_tags)
         mlflow.end_run("KILLED")
         raise
     except KeyboardInterrupt:
+        _finishing.pop(run.info.run_id, None)
         # Never swallow the interrupt, even if the store cannot take the record right now (a
         # SQLite store still locked by the write the signal cut short): the sweep's parent run
         # then ends this run KILLED on its way out.
@@ -71,11 +91,51 @@ def job_run(
             mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
             mlflow.end_run("KILLED")
         raise
-    except BaseException:
+    except BaseException as err:
+        _finishing.pop(run.info.run_id, None)
+        from mnist_exp import outage
+
+        if lost := outage.lost_server(err):
+            # Nothing can be recorded there now; the run is ended once the server is back.
+            raise lost from None
         mlflow.log_text(traceback.format_exc(), "error.txt")
         mlflow.end_run("FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    finish = _finishing.pop(run.info.run_id, None)
+    if finish is None:
+        mlflow.end_run("FINISHED")
+        return
+    # Only this thread lets go of the run (and stops its system metrics): it stays RUNNING until
+    # the worker has logged the rest and ends it. Handed over after, so that end comes last.
+    mlflow.end_run("RUNNING")
+    background.submit(finish)
+
+
+def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
+    """Let the background worker call `finish` (which logs the rest of `run` and ends it) once
+    the job_run block has ended without an error, while this thread goes on to the next job."""
+    _finishing[run.info.run_id] = finish
+
+
+def log_datasets(prepared: Any, cache_dir: str | Path) -> None:
+    """The training and test images a run used, as MLflow dataset inputs named `mnist`: the
+    runs table's Dataset column and its filters. Their digests come from the canonical sha256s
+    and the subset's size (data.subset_digest), so nothing is hashed again per run."""
+    import mlflow
+
+    from mnist_exp.data import CACHE_FILE, subset_digest
+
+    source = str(Path(cache_dir) / CACHE_FILE)
+    for context, split, x, y in (("training", "train", prepared.x_train, prepared.y_train),
+                                 ("test", "test", prepared.x_test, prepared.y_test)):  # fmt: skip
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source for both "" and "file:" and warns, every
+            # time, that a path matches two sources: they are one and the same class.
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_numpy(
+                x, targets=y, source=source, name="mnist", digest=subset_digest(split, len(x))
+            )
+        mlflow.log_input(dataset, context=context)
 
 
 def finished_run_like(config: dict[str, Any]) -> Any | None:
@@ -89,6 +149,13 @@ def finished_run_like(config: dict[str, Any]) -> Any | None:
         output_format="list",
     )
     return found[0] if found else None
+
+
+def tag_run(tags: dict[str, str]) -> None:
+    """Tags on the active run: what this machine resolved (precision, oneDNN), not config."""
+    import mlflow
+
+    mlflow.set_tags(tags)
 
 
 def note_skipped(run_name: str, finished_run_id: str) -> None:
@@ -110,22 +177,14 @@ def epoch_metrics_callback():
         def on_test_end(self, logs=None):
             pass
 
+        # Synchronous, where MLflow's is async: ending a run shuts MLflow's async queue down,
+        # which waited ~0.5 s per job, and from the background worker would race with the next
+        # job's logging. One small batch per epoch costs milliseconds.
+        def on_epoch_end(self, epoch, logs=None):
+            if logs:
+                mlflow.log_metrics(logs, step=epoch)
+
     return EpochMetrics()
-
-
-def log_results(metrics: dict[str, float], figures: dict[str, Any]) -> None:
-    import mlflow
-
-    mlflow.log_metrics(metrics)
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, name)
-
-
-def log_confusion_matrix(counts: Any) -> None:
-    import mlflow
-
-    described = {"rows": "true digit", "columns": "predicted digit", "counts": counts.tolist()}
-    mlflow.log_dict(described, CONFUSION_MATRIX_FILE)
 
 
 def load_confusion_matrix(run_id: str) -> Any | None:
@@ -147,13 +206,6 @@ def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) 
     client = MlflowClient()
     for name in files:
         client.log_artifact(parent_run_id, str(directory / name), "comparison")
-
-
-def log_file(path: str | Path) -> None:
-    import mlflow
-
-    if Path(path).is_file():
-        mlflow.log_artifact(str(path))
 
 
 def run_link(run: Any) -> str:

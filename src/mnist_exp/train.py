@@ -13,6 +13,7 @@ from hydra.errors import CompactHydraException
 
 from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import Prepared
+from mnist_exp.hardware import precision_here
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ def limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
 
 
-def set_precision(precision: Precision) -> None:
-    """The dtype policy of the layers built after this call (Keras's mixed precision)."""
-    keras.mixed_precision.set_global_policy(precision.value)
+def set_precision(precision: Precision) -> Precision:
+    """The dtype policy of the layers built after this call (Keras's mixed precision), with
+    `auto` resolved for this machine; the policy set."""
+    resolved = Precision(precision_here(precision.value))
+    keras.mixed_precision.set_global_policy(resolved.value)
+    return resolved
 
 
 def set_seed(seed: int) -> None:
@@ -159,10 +163,16 @@ def fit(
 def evaluate(model: keras.Model, data: Prepared) -> tuple[dict[str, float], np.ndarray]:
     """Test loss and accuracy, and the per-image probabilities they come from.
 
-    One pass over the test set: model.evaluate() followed by predict() would run it twice and
-    compile a second function. The loss and accuracy are Keras's own, as compile() uses them.
+    One pass over the test set, calling the model on batches: model.evaluate() followed by
+    predict() would run it twice, and predict() traces a function for every new model, which in a
+    sweep of small models took longer than the pass itself. The loss and accuracy are Keras's
+    own, as compile() uses them.
     """
-    probabilities = model.predict(data.x_test, batch_size=1024, verbose=0)
+    batches = [
+        keras.ops.convert_to_numpy(model(data.x_test[start : start + 1024], training=False))
+        for start in range(0, len(data.x_test), 1024)
+    ]
+    probabilities = np.concatenate(batches).astype(np.float32)
     loss = keras.losses.categorical_crossentropy(data.y_test_cat, probabilities)
     correct = keras.metrics.categorical_accuracy(data.y_test_cat, probabilities)
     scores = {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(correct))}

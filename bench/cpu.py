@@ -1,0 +1,24 @@
+"""The CPU a benchmark ran on, for every table: results differ by CPU (AVX-512, bf16, cores)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mnist_exp.hardware import cpu_flags, cpu_model  # noqa: E402
+
+# The flags that change which kernels TensorFlow and oneDNN run.
+FLAGS_THAT_MATTER = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                     "amx_tile", "avx_vnni")  # fmt: skip
+
+
+def cpu_line() -> str:
+    """One line: model, cores, and which of the flags that matter it has and lacks."""
+    flags = cpu_flags()
+    has = [f for f in FLAGS_THAT_MATTER if f in flags]
+    lacks = [f for f in FLAGS_THAT_MATTER if f not in flags]
+    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {' '.join(has) or 'none'}"
+            f"{'; no ' + ' '.join(lacks) if lacks else ''}.")  # fmt: skip

@@ -1,0 +1,49 @@
+"""What logging a run's data sets and system metrics adds to it: an empty 5 s run, four ways.
+
+.venv/bin/python bench/tracking_overhead.py    # ~1 min; results in bench/RESULTS.md by hand
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+
+from mnist_exp import data, tracking
+from mnist_exp.config import default_config
+
+RUN_SECONDS = 5.0
+REPEATS = 3
+
+
+def overhead(prepared, cache_dir: str, system_metrics: bool, datasets: bool) -> float:
+    start = time.perf_counter()
+    with tracking.job_run({"bench": 1}, "overhead", 2.0 if system_metrics else None):
+        if datasets:
+            tracking.log_datasets(prepared, cache_dir)
+        time.sleep(RUN_SECONDS)
+    return time.perf_counter() - start - RUN_SECONDS
+
+
+def main() -> None:
+    cache_dir = default_config().data.cache_dir
+    prepared = data.prepare(data.load_mnist(cache_dir, ["cache"]))  # full MNIST
+    root = Path(tempfile.mkdtemp())
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", f"{root}/artifacts"))
+    overhead(prepared, cache_dir, True, True)  # warm-up: first run, imports
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    print(next(line for line in cpu.splitlines() if line.startswith("Model name")))
+    for system_metrics, datasets in ((False, False), (True, False), (False, True), (True, True)):
+        seconds = sorted(overhead(prepared, cache_dir, system_metrics, datasets)
+                         for _ in range(REPEATS))  # fmt: skip
+        low, median, high = seconds[0], seconds[REPEATS // 2], seconds[-1]
+        print(f"system metrics {system_metrics!s:5}  datasets {datasets!s:5}  run overhead "
+              f"median {median:.3f} s  (min {low:.3f}, max {high:.3f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
