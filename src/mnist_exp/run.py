@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import data, store, sweep
+    from mnist_exp import data, orphans, store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> float | None:
     # Hydra's log of this job, so the run keeps its console output too.
     log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
     data.check_cache_dir(typed.data.cache_dir)  # before a run is recorded, not inside it
-    store.use_experiment(typed.tracking)
+    orphans.end_orphans_in_experiment(store.use_experiment(typed.tracking))
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name, threads, log_path)
         return None
@@ -78,16 +78,45 @@ class TrainedRun:
     model: Any  # the trained keras.Model, also logged as runs:/<run_id>/model
 
 
+def resumable_run(typed: Config, config: dict) -> tuple[object | None, object | None]:
+    """The run to continue and its checkpoint: this config's latest run, if it ended KILLED or
+    FAILED with a checkpoint left here; (None, None) to start a new run."""
+    from mnist_exp import tracking
+    from mnist_exp.checkpoint import Checkpoint
+
+    root = typed.tracking.checkpoint_dir
+    latest = tracking.latest_run_like(config) if root else None
+    if latest is None or latest.info.status not in ("KILLED", "FAILED"):
+        return None, None
+    found = Checkpoint(os.path.join(root, latest.info.run_id))
+    if not found.exists():
+        return None, None
+    if typed.tracking.rerun:
+        log.info("tracking.rerun=true: not resuming run %s; its checkpoint is dropped",
+                 latest.info.run_id)  # fmt: skip
+        found.remove()
+        return None, None
+    return latest, found
+
+
 def train_and_log(
     typed: Config, config: dict, name: str, threads: int | None, log_path: Path | None
 ) -> TrainedRun:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
 
     `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
-    run.log once it ends."""
+    run.log once it ends. A run of this config that was KILLED or FAILED with a checkpoint is
+    continued, in the same MLflow run, from its last completed epoch."""
     from mnist_exp import data, models, outage, plots, tracked_model, tracking, train
+    from mnist_exp.checkpoint import Checkpoint
 
-    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds) as run:
+    resume, checkpoint = resumable_run(typed, config)
+    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds, resume) as run:
+        if resume is not None:
+            log.info("Resuming run %s (%s) from its checkpoint after epoch %d", run.info.run_id,
+                     resume.info.status, checkpoint.completed_epochs())  # fmt: skip
+        elif typed.tracking.checkpoint_dir:
+            checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
@@ -105,9 +134,12 @@ def train_and_log(
         train.set_precision(typed.train.precision)
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
-        callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
-        fitted = train.fit(model, prepared, typed.train, callbacks)
+        callbacks = [tracking.epoch_metrics_callback(resumed=resume is not None),
+                     outage.server_watch()]  # fmt: skip
+        fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
         outage.wait_if_away()
+        if fitted.resumed_from:
+            tracking.log_missing_epochs(fitted.history, fitted.resumed_from)
         scores, probabilities = train.evaluate(model, prepared)
         confusion = train.confusion_matrix(prepared.y_test, probabilities)
 
@@ -136,6 +168,8 @@ def train_and_log(
         )  # fmt: skip
         if log_path is not None:
             tracking.log_file(log_path)
+    if checkpoint is not None:
+        checkpoint.remove()  # the run is FINISHED: nothing left to resume
     return TrainedRun(run.info.run_id, fitted.history, metrics, model)
 
 
