@@ -25,7 +25,7 @@ PID_TAG = "pid"
 PROCESS_TAG = "process_start"
 # Set on a run ended here, saying which process was gone and who noticed.
 ORPHANED_TAG = "orphaned"
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 
 
 def process_start(pid: int) -> str | None:

@@ -111,10 +111,12 @@ def train_and_log(
     from mnist_exp.checkpoint import Checkpoint
 
     resume, checkpoint = resumable_run(typed, config)
-    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds, resume) as run:
+    epochs_done = checkpoint.completed_epochs() if checkpoint else 0
+    metrics_seconds = typed.tracking.system_metrics_seconds
+    with tracking.job_run(config, name, metrics_seconds, resume, epochs_done) as run:
         if resume is not None:
             log.info("Resuming run %s (%s) from its checkpoint after epoch %d", run.info.run_id,
-                     resume.info.status, checkpoint.completed_epochs())  # fmt: skip
+                     resume.info.status, epochs_done)  # fmt: skip
         elif typed.tracking.checkpoint_dir:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
         if threads:

@@ -35,6 +35,7 @@ SKIPPED_TAG = "skipped."
 IN_SWEEP_TAG = "in_sweep."
 # On a run that a later process resumed from its checkpoint: from which epoch, after what.
 RESUMED_TAG = "resumed"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 
 # Per run: the counts compare.py reads back.
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
@@ -69,14 +70,15 @@ def job_run(
     run_name: str,
     system_metrics_seconds: float | None = None,
     resume: Any | None = None,
+    epochs_done: int = 0,
 ) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
-    `resume` is an earlier KILLED or FAILED run of this config to continue, back to RUNNING: it
-    joins the current sweep, if any. A failure leaves its traceback as error.txt in the run, so
-    nothing is lost with the process. With `system_metrics_seconds`, CPU, memory, disk and
-    network use are sampled that often (MLflow's system metrics, through psutil) and charted
-    next to the training curves.
+    `resume` is an earlier KILLED or FAILED run of this config to continue after `epochs_done`
+    epochs, back to RUNNING: it joins the current sweep, if any. A failure leaves its traceback
+    as error.txt in the run, so nothing is lost with the process. With
+    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
+    (MLflow's system metrics, through psutil) and charted next to the training curves.
     """
     import mlflow
 
@@ -92,8 +94,11 @@ def job_run(
         run = mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=tags,
                                log_system_metrics=system_metrics)  # fmt: skip
     else:
-        before = resume.info.status
-        tags[RESUMED_TAG] = f"after {before}, by process {tags['pid']} on {tags['host']}"
+        note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
+                f"process {tags['pid']} on {tags['host']}")  # fmt: skip
+        tags[RESUMED_TAG] = note
+        if resume.data.tags.get(NOTE_TAG):  # the description says why it had stopped
+            tags[NOTE_TAG] = f"{resume.data.tags[NOTE_TAG]}\n\n{note}."
         if parent:
             tags[PARENT_TAG] = parent
         run = mlflow.start_run(run_id=resume.info.run_id, tags=tags,
