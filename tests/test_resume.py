@@ -15,8 +15,10 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_exp import orphans
+from mnist_exp import data, orphans, train
 from mnist_exp.checkpoint import Checkpoint, HistoryKeeper
+from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
+from mnist_exp.models import build_model
 from mnist_exp.tracking import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
 from tests.helpers import (
     Store,
@@ -108,6 +110,54 @@ def test_only_runs_whose_process_is_gone_on_this_host_are_ended(store: Store):
     assert f"its process {runs['killed']['pid']} on {here} no longer exists" in killed["orphaned"]
     assert killed["mlflow.note.content"] == killed["orphaned"]  # the run's description
     assert orphans.end_orphaned_runs(client, [experiment]) == []  # nothing twice
+
+
+class CrashAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"crash at the start of epoch {epoch + 1}")
+
+
+def compiled(cfg: TrainConfig) -> keras.Model:
+    train.set_seed(42)
+    model = build_model(DenseConfig(hidden=16))
+    train.compile_model(model, cfg)
+    return model
+
+
+def test_a_fit_that_crashed_continues_from_its_checkpoint(mnist, tmp_path: Path):
+    small = data.prepare(mnist, limit_train=1200, limit_test=100)
+    cfg = TrainConfig(epochs=4, lr_schedule=LRSchedule.cosine)
+    saved = Checkpoint(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="epoch 3"):
+        train.fit(compiled(cfg), small, cfg, [CrashAtEpoch(2)], saved)
+    assert saved.exists() and saved.completed_epochs() == 2
+
+    seen = []
+    epochs = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    model = compiled(cfg)
+    fitted = train.fit(model, small, cfg, [epochs], saved)
+    assert seen == [2, 3] and fitted.resumed_from == 2
+    # Adam's state came back too: its step count covers all four epochs.
+    steps_per_epoch = int(np.ceil(len(small.x_train) * (1 - cfg.validation_split) / cfg.batch_size))
+    assert int(model.optimizer.iterations.numpy()) == 4 * steps_per_epoch
+    assert len(fitted.history["loss"]) == 4 and len(fitted.history["val_accuracy"]) == 4
+    cosine = [0.001 * (1 + np.cos(np.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert fitted.history["learning_rate"] == pytest.approx(cosine)
+    assert saved.is_fitted()
+
+    # fit() had returned: a crash after it (evaluating, logging) trains nothing again.
+    again = compiled(cfg)
+    refitted = train.fit(again, small, cfg, [epochs], saved)
+    assert seen == [2, 3] and refitted.history == fitted.history
+    for ours, theirs in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    saved.remove()
+    assert not saved.exists()
 
 
 def test_early_stopping_resumes_with_the_best_epoch_and_patience_it_had(tmp_path: Path):

@@ -73,6 +73,9 @@ class Checkpoint:
         self.save_history(history, fitted=True)
 
     def load_fitted(self, model: keras.Model) -> dict[str, list[float]]:
+        if model.optimizer is not None and not model.optimizer.built:
+            # As BackupAndRestore does: the file holds the optimizer's state too.
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(self.directory / FITTED_WEIGHTS)
         return self._saved()["history"]
 
