@@ -276,6 +276,28 @@ def test_a_killed_sweep_reruns_whole(store: Store, tmp_path: Path, mnist_dir: Pa
     assert summary.count("\n  FINISHED ") == 2  # the skipped one is listed SKIPPED
 
 
+@pytest.mark.slow
+def test_a_server_that_starts_ends_the_runs_of_killed_processes(tmp_path: Path):
+    store = Store(tmp_path / "store")
+    store.create()
+    client = store.client()
+    experiment = client.create_experiment("mnist")
+    killed = client.create_run(experiment, tags={"host": socket.gethostname(),
+                                                 "pid": str(dead_pid())})  # fmt: skip
+    probe = (
+        "import os; from mlflow import MlflowClient; "
+        f"print('STATUS', MlflowClient().get_run('{killed.info.run_id}').info.status)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_exp.server", "--store", str(store.root), "--port", "0",
+         "--", sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "STATUS FAILED" in done.stdout  # already when the command that uses it starts
+    assert "no longer exists" in client.get_run(killed.info.run_id).data.tags["orphaned"]
+
+
 def test_run_tags_say_which_process_runs_it():
     tags = orphans.this_process()
     assert tags["host"] == socket.gethostname() and tags["pid"] == str(os.getpid())
