@@ -291,7 +291,7 @@ def test_a_server_that_starts_ends_the_runs_of_killed_processes(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, "-m", "mnist_exp.server", "--store", str(store.root), "--port", "0",
          "--", sys.executable, "-c", probe],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "STATUS FAILED" in done.stdout  # already when the command that uses it starts
