@@ -21,8 +21,10 @@ from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
 from mnist_exp.models import build_model
 from mnist_exp.tracking import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
 from tests.helpers import (
+    TINY,
     Store,
     artifact_text,
+    assert_clean_error,
     checkpointed_epochs,
     cli_env,
     hydra_dirs,
@@ -296,6 +298,16 @@ def test_a_server_that_starts_ends_the_runs_of_killed_processes(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "STATUS FAILED" in done.stdout  # already when the command that uses it starts
     assert "no longer exists" in client.get_run(killed.info.run_id).data.tags["orphaned"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_dir_that_cannot_be_written_is_one_line_before_training(run_cli, store):
+    elsewhere = [o for o in store.overrides if not o.startswith("tracking.checkpoint_dir=")]
+    done = run_cli("tracking.checkpoint_dir=/proc/no-such-place", *TINY, *elsewhere)
+    assert_clean_error(done, "tracking.checkpoint_dir=/proc/no-such-place: cannot write there",
+                       "tracking.checkpoint_dir=null")  # fmt: skip
+    assert "Training" not in done.stdout
+    assert store.runs() == []
 
 
 def test_run_tags_say_which_process_runs_it():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from hydra.errors import CompactHydraException
 
 HISTORY = "history.json"
 BEST_WEIGHTS = "best_weights.npz"
@@ -22,6 +23,24 @@ FITTED_WEIGHTS = "fitted.weights.h5"
 # What BackupAndRestore writes; `epoch` in its metadata is the number of epochs completed.
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_METADATA = "training_metadata.json"
+
+
+class CheckpointDirUnusable(CompactHydraException):
+    """tracking.checkpoint_dir cannot be written; raised before a run is recorded."""
+
+
+def check_writable(root: str | Path) -> None:
+    """Fail before training, not at the end of the first epoch, where checkpoints cannot go."""
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        probe = Path(root) / f".writable-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise CheckpointDirUnusable(
+            f"tracking.checkpoint_dir={root}: cannot write there ({err.strerror or err}). Pick "
+            "a writable directory, or tracking.checkpoint_dir=null to keep no checkpoints."
+        ) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

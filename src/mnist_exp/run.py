@@ -82,9 +82,11 @@ def resumable_run(typed: Config, config: dict) -> tuple[object | None, object | 
     """The run to continue and its checkpoint: this config's latest run, if it ended KILLED or
     FAILED with a checkpoint left here; (None, None) to start a new run."""
     from mnist_exp import tracking
-    from mnist_exp.checkpoint import Checkpoint
+    from mnist_exp.checkpoint import Checkpoint, check_writable
 
     root = typed.tracking.checkpoint_dir
+    if root:
+        check_writable(root)
     latest = tracking.latest_run_like(config) if root else None
     if latest is None or latest.info.status not in ("KILLED", "FAILED"):
         return None, None
