@@ -3,6 +3,7 @@ user looks for in what it recorded."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,8 +45,13 @@ class Store:
         return f"sqlite:///{self.root}/mlflow.db"
 
     @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
     def overrides(self) -> list[str]:
-        return [f"tracking.uri={self.uri}", f"tracking.artifact_location={self.root}/artifacts"]
+        return [f"tracking.uri={self.uri}", f"tracking.artifact_location={self.root}/artifacts",
+                f"tracking.checkpoint_dir={self.checkpoints}"]  # fmt: skip
 
     def create(self) -> None:
         """Create the database now: two processes creating one SQLite store race on its schema."""
@@ -108,6 +114,14 @@ def default_sigint() -> None:
     some CI runners) leaves SIGINT ignored in it and its children, and Python then installs no
     KeyboardInterrupt handler. The tests that press Ctrl-C need what a terminal gives."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def checkpointed_epochs(checkpoint_dir: Path) -> int:
+    """The epochs a run's checkpoint holds (Keras's BackupAndRestore metadata), 0 if none."""
+    try:
+        return json.loads((checkpoint_dir / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def hydra_dirs(root: Path) -> list[str]:

@@ -20,16 +20,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist_exp import plots, store, tracked_model, tracking
+from mnist_exp import orphans, plots, store, tracked_model, tracking
 from mnist_exp.cli import fail
 from mnist_exp.config import PROJECT_ROOT, default_config
 from mnist_exp.search_trial import PRUNED_TAG
 
 # The column search_runs gives MLflow's parent-run tag.
 PARENT_COLUMN = f"tags.{tracking.PARENT_TAG}"
+# Columns of the tags that link a finished run to each later sweep that skipped it.
+IN_SWEEP_PREFIX = f"tags.{tracking.IN_SWEEP_TAG}"
 # The columns after the differing params, in order; what the table is sorted by comes first.
 RESULT_COLUMNS = ["best_val_accuracy", "test_accuracy", "epochs", "fit_seconds", "status"]
 FILES = ("runs.md", "runs.csv", "val_accuracy.png", "misclassified_per_class.png")
+
+
+def sweep_members(runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each sweep's runs, as a mask over `runs` by parent run id: its child runs, and the runs
+    of earlier sweeps that it skipped as already finished."""
+    parent_ids = runs[PARENT_COLUMN] if PARENT_COLUMN in runs else pd.Series(dtype=object)
+    members = {parent: parent_ids == parent for parent in parent_ids.dropna().unique()}
+    for column in runs.columns[runs.columns.str.startswith(IN_SWEEP_PREFIX)]:
+        parent = column.removeprefix(IN_SWEEP_PREFIX)
+        linked = runs[column].notna()
+        members[parent] = members[parent] | linked if parent in members else linked
+    return members
 
 
 def select_runs(experiment: str, parent: str | None, every: bool):
@@ -39,25 +53,26 @@ def select_runs(experiment: str, parent: str | None, every: bool):
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         fail(f"no experiment '{experiment}' in {mlflow.get_tracking_uri()}; run one first")
+    # A run whose process was killed is not left RUNNING in the table.
+    orphans.end_orphans_in_experiment(found.experiment_id)
     runs = mlflow.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
-    parent_ids = runs[PARENT_COLUMN] if PARENT_COLUMN in runs else pd.Series(dtype=object)
+    members = sweep_members(runs)
     if every:
         # A sweep's parent run holds no results of its own.
-        results = runs[~runs.run_id.isin(set(parent_ids.dropna()))]
+        results = runs[~runs.run_id.isin(set(members))]
         if results.empty:
             fail(f"experiment '{experiment}' has no runs yet")
         return results, None
     if parent is None:
-        sweeps = runs.run_id[runs.run_id.isin(set(parent_ids.dropna()))]
+        sweeps = runs.run_id[runs.run_id.isin(set(members))]
         if sweeps.empty:
             fail(f"experiment '{experiment}' has no sweep; run one (make sweep) or pass --all")
         parent = sweeps.iloc[0]
     elif parent not in set(runs.run_id):
         fail(f"--parent {parent}: no such run in experiment '{experiment}'")
-    children = runs[parent_ids == parent]
-    if children.empty:
+    if parent not in members:
         fail(f"--parent {parent}: run has no child runs, so it is not a sweep; try --all")
-    return children, parent
+    return runs[members[parent]], parent
 
 
 def run_labels(runs: pd.DataFrame) -> pd.Series:

@@ -175,11 +175,15 @@ class TrackingConfig:
     artifact_location: str | None = "${project_root:}/mlruns/artifacts"
     experiment: str = "mnist"
     misclassified_tiles: int = bounds(25, lo=1, hi=100)  # tiles in misclassified.png
-    # In a sweep, a job whose config already has a FINISHED run here is skipped unless true.
+    # In a sweep, a job whose config already has a FINISHED run here is skipped unless true;
+    # and a run whose last try was KILLED or FAILED resumes from its checkpoint unless true.
     rerun: bool = False
     # Seconds between samples of CPU, memory, disk and network use, logged as the run's system
     # metrics (MLflow's, via psutil); null = none.
     system_metrics_seconds: float | None = bounds(2.0, lo=0.1, hi=3600.0)
+    # Each run keeps its checkpoint (every epoch) in <checkpoint_dir>/<run id> until it
+    # finishes; null keeps none, and a killed run then starts again from epoch 1.
+    checkpoint_dir: str | None = "${project_root:}/outputs/checkpoints"
 
 
 @dataclass

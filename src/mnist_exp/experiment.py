@@ -90,11 +90,11 @@ def run_experiment(overrides: Sequence[str] = ()) -> ExperimentRun:
     cfg = _compose(overrides)
     typed = validate(cfg)
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import store, tracking
+    from mnist_exp import orphans, store, tracking
     from mnist_exp.run import train_and_log
 
     name = run_name(typed, list(overrides))
-    store.use_experiment(typed.tracking)
+    orphans.end_orphans_in_experiment(store.use_experiment(typed.tracking))
     with _package_log() as log_path:
         trained = train_and_log(typed, plain_dict(cfg), name, typed.train.threads, log_path)
     import mlflow

@@ -67,9 +67,9 @@ def log_outcome(run_id: str, outcome: Outcome) -> None:
         client.log_text(run_id, outcome.run_log, "run.log")
 
 
-def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> None:
-    """On the background worker: log `outcome`, then end the run FINISHED, or FAILED with the
-    traceback in error.txt. Never raises: the job that trained it has moved on."""
+def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> bool:
+    """On the background worker: log `outcome`, then end the run FINISHED (True), or FAILED with
+    the traceback in error.txt. Never raises: the job that trained it has moved on."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -80,5 +80,6 @@ def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> None:
                   run_name, run_id, type(err).__name__, err)  # fmt: skip
         client.log_text(run_id, traceback.format_exc(), "error.txt")
         client.set_terminated(run_id, "FAILED")
-        return
+        return False
     client.set_terminated(run_id, "FINISHED")
+    return True

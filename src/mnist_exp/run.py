@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float | None:
     # Before TensorFlow loads, which reads it once.
     hardware.use_onednn_if_it_pays(convolutional=typed.model.family == "cnn")
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import data, store, sweep
+    from mnist_exp import data, orphans, store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
@@ -50,7 +50,7 @@ def main(cfg: DictConfig) -> float | None:
     # Hydra's log of this job, so the run keeps its console output too.
     log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
     data.check_cache_dir(typed.data.cache_dir)  # before a run is recorded, not inside it
-    store.use_experiment(typed.tracking)
+    orphans.end_orphans_in_experiment(store.use_experiment(typed.tracking))
     if hydra_cfg.mode != RunMode.MULTIRUN:
         train_and_log(typed, config, name, threads, log_path)
         return None
@@ -99,6 +99,29 @@ class TrainedRun:
     model: Any  # the trained keras.Model, also logged as runs:/<run_id>/model
 
 
+def resumable_run(typed: Config, config: dict) -> tuple[object | None, object | None]:
+    """The run to continue and its checkpoint: this config's latest run, if it ended KILLED or
+    FAILED with a checkpoint left here; (None, None) to start a new run."""
+    from mnist_exp import tracking
+    from mnist_exp.checkpoint import Checkpoint, check_writable
+
+    root = typed.tracking.checkpoint_dir
+    if root:
+        check_writable(root)
+    latest = tracking.latest_run_like(config) if root else None
+    if latest is None or latest.info.status not in ("KILLED", "FAILED"):
+        return None, None
+    found = Checkpoint(os.path.join(root, latest.info.run_id))
+    if not found.exists():
+        return None, None
+    if typed.tracking.rerun:
+        log.info("tracking.rerun=true: not resuming run %s; its checkpoint is dropped",
+                 latest.info.run_id)  # fmt: skip
+        found.remove()
+        return None, None
+    return latest, found
+
+
 def train_and_log(
     typed: Config,
     config: dict,
@@ -113,11 +136,22 @@ def train_and_log(
     `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
     run.log. With `background`, the figures and model are logged by the background worker
     (mnist_exp.background) and the run ends FINISHED there, once they are all in. A search's
-    `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial)."""
+    `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial). A
+    run of this config that was KILLED or FAILED with a checkpoint is continued, in the same
+    MLflow run, from its last completed epoch."""
     from mnist_exp import data, models, outage, outcome, search_trial, tracking, train
+    from mnist_exp.checkpoint import Checkpoint
 
+    resume, checkpoint = resumable_run(typed, config)
+    epochs_done = checkpoint.completed_epochs() if checkpoint else 0
     tags = search_trial.trial_tags(trial)
-    with tracking.job_run(config, name, typed.tracking.system_metrics_seconds, tags) as run:
+    metrics_seconds = typed.tracking.system_metrics_seconds
+    with tracking.job_run(config, name, metrics_seconds, tags, resume, epochs_done) as run:
+        if resume is not None:
+            log.info("Resuming run %s (%s) from its checkpoint after epoch %d", run.info.run_id,
+                     resume.info.status, epochs_done)  # fmt: skip
+        elif typed.tracking.checkpoint_dir:
+            checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
         if threads:
             train.limit_threads(threads)
         log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
@@ -141,11 +175,19 @@ def train_and_log(
                  precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
         train.compile_model(model, typed.train)
-        callbacks = [tracking.epoch_metrics_callback(), outage.server_watch()]
+        callbacks = [tracking.epoch_metrics_callback(resumed=resume is not None),
+                     outage.server_watch()]  # fmt: skip
         if trial is not None:  # last: the pruned epoch is logged first
             callbacks.append(search_trial.pruning_callback(trial))
-        fitted = train.fit(model, prepared, typed.train, callbacks)
+        try:
+            fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
+        except search_trial.PrunedTrial:
+            if checkpoint is not None:
+                checkpoint.remove()  # a pruned trial is a result, not something to resume
+            raise
         outage.wait_if_away()
+        if fitted.resumed_from:
+            tracking.log_missing_epochs(fitted.history, fitted.resumed_from)
         scores, probabilities = train.evaluate(model, prepared)
         metrics = {**scores, "fit_seconds": fitted.seconds}
         log.info(
@@ -166,10 +208,18 @@ def train_and_log(
             run_log=read_text(log_path),
         )
         run_id = run.info.run_id
+
+        def finish() -> None:
+            # Only once the run is FINISHED: until then a re-run can still resume it.
+            if outcome.log_and_end(run_id, name, trained) and checkpoint is not None:
+                checkpoint.remove()
+
         if background:
-            tracking.finish_in_background(run, lambda: outcome.log_and_end(run_id, name, trained))
+            tracking.finish_in_background(run, finish)
         else:
             outcome.log_outcome(run_id, trained)
+    if checkpoint is not None and not background:
+        checkpoint.remove()  # the run is FINISHED: nothing left to resume
     return TrainedRun(run.info.run_id, fitted.history, metrics, model)
 
 

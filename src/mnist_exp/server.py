@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnist_exp import orphans
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.store import health_problem
@@ -94,6 +95,8 @@ def tracking_server(
                     f"MLflow server on {uri} did not start (see {log_path}):\n" + "\n".join(tail)
                 )
             time.sleep(0.5)
+        # Runs whose process was killed while the server was down would stay RUNNING.
+        orphans.end_orphans_in_store(uri)
         yield uri
     finally:
         _stop(proc)

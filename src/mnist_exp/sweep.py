@@ -19,11 +19,11 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_exp import background, data, store
+from mnist_exp import background, data, orphans, store
 from mnist_exp.config import Config, ConfigError
 from mnist_exp.identity import git_state
 from mnist_exp.outage import TrackingServerLost, has_given_up
-from mnist_exp.tracking import PARENT_RUN_ENV, SKIPPED_TAG, children_filter
+from mnist_exp.tracking import PARENT_RUN_ENV, sweep_runs
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ OBJECTIVE = "val_accuracy"
 
 # A child run the search's pruner stopped early: KILLED in MLflow, but a result, not a loss.
 PRUNED = "PRUNED"
+# The end-of-sweep summary, every job with its status, kept with the sweep's parent run.
+SUMMARY = "sweep_summary.txt"
 
 
 def check_sweep_job(cfg: Config) -> None:
@@ -137,13 +139,18 @@ class SweepParentRun(Callback):
             # exit is what stops it, before any job runs or any run is recorded.
             print(err, file=sys.stderr)
             sys.exit(1)
+        orphans.end_orphans_in_experiment(experiment_id)
         overrides = " ".join(config.hydra.overrides.task)
         sweep_params = config.hydra.sweeper.get("params") or {}
         swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
         run = MlflowClient().create_run(
             experiment_id,
             run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
-            tags={"sweep_dir": str(config.hydra.sweep.dir), **git_state()},
+            tags={
+                "sweep_dir": str(config.hydra.sweep.dir),
+                **orphans.this_process(),
+                **git_state(),
+            },  # fmt: skip
         )
         self.run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.run_id
@@ -167,19 +174,10 @@ class SweepParentRun(Callback):
         background.flush()
         client = MlflowClient()
         parent = client.get_run(self.run_id)
-        children = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=children_filter(self.run_id),
-            order_by=["attributes.start_time ASC"],
-        )
-        skipped = {
-            key.removeprefix(SKIPPED_TAG): name
-            for key, name in parent.data.tags.items()
-            if key.startswith(SKIPPED_TAG)
-        }
+        children, earlier = sweep_runs(client, [parent.info.experiment_id], self.run_id)
         outcome = sweep_outcome(
             {child.info.run_id: child_status(child) for child in children},
-            len(skipped),
+            len(earlier),
             interrupted,
         )
         if outcome.status is None:
@@ -190,24 +188,33 @@ class SweepParentRun(Callback):
             for child in children:
                 if child_status(child) != outcome.ended[child.info.run_id]:
                     client.set_terminated(child.info.run_id, outcome.ended[child.info.run_id])
+            summary = self._summarise(outcome, children, earlier)
+            client.log_text(self.run_id, summary, SUMMARY)
             client.set_terminated(self.run_id, outcome.status)
-            self._summarise(outcome, children, skipped)
         os.environ.pop(PARENT_RUN_ENV, None)
         self.run_id = None
         return outcome.status
 
-    def _summarise(self, outcome: SweepOutcome, children: list, skipped: dict[str, str]) -> None:
+    def _summarise(self, outcome: SweepOutcome, children: list, earlier: list) -> str:
+        """Logs the sweep's counts and what did not finish; returns the summary of every job,
+        those skipped as already finished by an earlier sweep included."""
         statuses = list(outcome.ended.values())
         pruned = statuses.count(PRUNED)
-        log.info(
-            "Sweep %s (parent run %s): %d finished, %s%d failed, %d killed, %d skipped",
-            outcome.status, self.run_id, statuses.count("FINISHED"),
-            f"{pruned} pruned, " if pruned else "", statuses.count("FAILED"),
-            statuses.count("KILLED"), len(skipped),
-        )  # fmt: skip
+        head = (
+            f"Sweep {outcome.status} (parent run {self.run_id}): {statuses.count('FINISHED')} "
+            f"finished, {f'{pruned} pruned, ' if pruned else ''}{statuses.count('FAILED')} "
+            f"failed, {statuses.count('KILLED')} killed, {len(earlier)} skipped"
+        )
+        log.info("%s", head)
+        lines = [head, ""]
         for child in children:
-            if outcome.ended[child.info.run_id] not in ("FINISHED", PRUNED):
-                log.info("  %-8s %s  %s", outcome.ended[child.info.run_id], child.info.run_id,
-                         child.info.run_name)  # fmt: skip
-        for run_id, name in skipped.items():
-            log.info("  SKIPPED  %s  %s (already finished)", run_id, name)
+            status = outcome.ended[child.info.run_id]
+            line = f"  {status:<8} {child.info.run_id}  {child.info.run_name}"
+            lines.append(line)
+            if status not in ("FINISHED", PRUNED):
+                log.info("%s", line)
+        for run in earlier:
+            line = f"  SKIPPED  {run.info.run_id}  {run.info.run_name} (already finished)"
+            lines.append(line)
+            log.info("%s", line)
+        return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from mnist_exp import background
 from mnist_exp.identity import config_hash, git_state, hyperparameters
+from mnist_exp.orphans import this_process
 from mnist_exp.store import is_local_store
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ PARENT_TAG = "mlflow.parentRunId"
 
 # A parent run's tag per skipped job: skipped.<run id that had already finished it> = job name.
 SKIPPED_TAG = "skipped."
+# The other side of it, on the finished run: in_sweep.<parent run id> = "skipped". MLflow keeps
+# one parent per run, so a run that a later sweep skipped is that sweep's by this tag.
+IN_SWEEP_TAG = "in_sweep."
+# On a run that a later process resumed from its checkpoint: from which epoch, after what.
+RESUMED_TAG = "resumed"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 
 # Per run: the counts compare.py reads back.
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
@@ -39,8 +46,26 @@ _finishing: dict[str, Callable[[], None]] = {}
 
 
 def children_filter(parent_run_id: str) -> str:
-    """The search_runs filter for a sweep's child runs."""
+    """The search_runs filter for a sweep's child runs (not the runs it skipped: sweep_runs)."""
     return f"tags.{PARENT_TAG} = '{parent_run_id}'"
+
+
+def in_sweep_filter(parent_run_id: str) -> str:
+    """The search_runs filter for the finished runs a sweep skipped rather than train again."""
+    return f"tags.`{IN_SWEEP_TAG}{parent_run_id}` = 'skipped'"
+
+
+def sweep_runs(client: Any, experiment_ids: list[str], parent_run_id: str) -> tuple[list, list]:
+    """A sweep's child runs (oldest first), and the finished runs of earlier sweeps it skipped.
+
+    Two searches: MLflow's filter language has no OR.
+    """
+    found = [
+        client.search_runs(experiment_ids, which, order_by=["attributes.start_time ASC"],
+                           max_results=10_000)
+        for which in (children_filter(parent_run_id), in_sweep_filter(parent_run_id))
+    ]  # fmt: skip
+    return list(found[0]), list(found[1])
 
 
 @contextlib.contextmanager
@@ -49,14 +74,18 @@ def job_run(
     run_name: str,
     system_metrics_seconds: float | None = None,
     extra_tags: dict[str, str] | None = None,
+    resume: Any | None = None,
+    epochs_done: int = 0,
 ) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
-    A failure leaves its traceback as error.txt in the run, so nothing is lost with the process.
-    A run given to `finish_in_background` is ended by the background worker instead. With
-    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often (MLflow's
-    system metrics, through psutil) and charted next to the training curves. A trial the
-    search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
+    `resume` is an earlier KILLED or FAILED run of this config to continue after `epochs_done`
+    epochs, back to RUNNING: it joins the current sweep, if any. A failure leaves its traceback
+    as error.txt in the run, so nothing is lost with the process. A run given to
+    `finish_in_background` is ended by the background worker instead. With
+    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
+    (MLflow's system metrics, through psutil) and charted next to the training curves. A trial
+    the search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
     """
     import mlflow
 
@@ -66,15 +95,26 @@ def job_run(
         mlflow.set_system_metrics_sampling_interval(system_metrics_seconds)
         # Its four INFO lines per run (started, no GPU, stopping, stopped) say nothing to act on.
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    tags = {"config_hash": config_hash(config), **git_state(), **(extra_tags or {})}
-    run = mlflow.start_run(
-        run_name=run_name,
-        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
-        tags=tags,
-        log_system_metrics=bool(system_metrics_seconds),
-    )
+    parent = os.environ.get(PARENT_RUN_ENV) or None
+    tags = {**this_process(), **git_state(), **(extra_tags or {})}
+    system_metrics = bool(system_metrics_seconds)
+    if resume is None:
+        tags["config_hash"] = config_hash(config)
+        run = mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=tags,
+                               log_system_metrics=system_metrics)  # fmt: skip
+    else:
+        note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
+                f"process {tags['pid']} on {tags['host']}")  # fmt: skip
+        tags[RESUMED_TAG] = note
+        if resume.data.tags.get(NOTE_TAG):  # the description says why it had stopped
+            tags[NOTE_TAG] = f"{resume.data.tags[NOTE_TAG]}\n\n{note}."
+        if parent:
+            tags[PARENT_TAG] = parent
+        run = mlflow.start_run(run_id=resume.info.run_id, tags=tags,
+                               log_system_metrics=system_metrics)  # fmt: skip
     try:
-        mlflow.log_params(hyperparameters(config))
+        if resume is None:
+            mlflow.log_params(hyperparameters(config))
         mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
         yield run
     except PrunedTrial as pruned:
@@ -158,20 +198,58 @@ def tag_run(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
 
 
+def latest_run_like(config: dict[str, Any]) -> Any | None:
+    """The newest run of the current experiment with this config's hash, whatever its status."""
+    import mlflow
+
+    found = mlflow.search_runs(
+        filter_string=f"tags.config_hash = '{config_hash(config)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return found[0] if found else None
+
+
+def log_missing_epochs(history: dict[str, list[float]], epochs: int) -> int:
+    """Log the first `epochs` epochs of `history` that the active run lacks (a kill can come
+    after an epoch is checkpointed and before its metrics reach MLflow); how many were."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = mlflow.active_run().info.run_id
+    logged = {m.step for m in MlflowClient().get_metric_history(run_id, "loss")}
+    missing = [epoch for epoch in range(epochs) if epoch not in logged]
+    for epoch in missing:
+        mlflow.log_metrics({k: v[epoch] for k, v in history.items() if epoch < len(v)}, step=epoch)
+    return len(missing)
+
+
 def note_skipped(run_name: str, finished_run_id: str) -> None:
     """Tell the sweep's parent run that a job was skipped, for its end-of-sweep summary."""
     from mlflow import MlflowClient
 
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
-        MlflowClient().set_tag(parent, f"{SKIPPED_TAG}{finished_run_id}", run_name)
+        client = MlflowClient()
+        client.set_tag(parent, f"{SKIPPED_TAG}{finished_run_id}", run_name)
+        client.set_tag(finished_run_id, f"{IN_SWEEP_TAG}{parent}", "skipped")
 
 
-def epoch_metrics_callback():
-    """MLflow's Keras callback: per-epoch loss/accuracy/val_* with step=epoch, model_summary.txt."""
+def epoch_metrics_callback(resumed: bool = False):
+    """MLflow's Keras callback: per-epoch loss/accuracy/val_* with step=epoch, model_summary.txt.
+
+    Keras numbers a resumed fit's epochs from where it resumed, so the steps continue.
+    """
     import mlflow.keras
 
     class EpochMetrics(mlflow.keras.MlflowCallback):
+        def on_train_begin(self, logs=None):
+            # A resumed run has its optimizer params and summary; the learning rate restored
+            # from the checkpoint would be a changed param, which MLflow refuses.
+            if not resumed:
+                super().on_train_begin(logs)
+
         # Keras runs validation through evaluate(), which would log every epoch's val metrics a
         # second time as `validation_*` at step 0; fit's own val_* already carry them per epoch.
         def on_test_end(self, logs=None):

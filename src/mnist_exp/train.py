@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from hydra.errors import CompactHydraException
 
+from mnist_exp.checkpoint import Checkpoint
 from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import Prepared
 from mnist_exp.hardware import precision_here
@@ -18,8 +19,9 @@ from mnist_exp.hardware import precision_here
 
 @dataclass(frozen=True)
 class FitResult:
-    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
-    seconds: float
+    history: dict[str, list[float]]  # per epoch, all of them: loss, accuracy, val_loss, ...
+    seconds: float  # of fitting, the epochs before a resume included
+    resumed_from: int = 0  # epochs a checkpoint already held when this fit began
 
 
 class TrainingDiverged(CompactHydraException):
@@ -124,14 +126,29 @@ def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
 
 
 def fit(
-    model: keras.Model, data: Prepared, cfg: TrainConfig, callbacks: list | None = None
+    model: keras.Model,
+    data: Prepared,
+    cfg: TrainConfig,
+    callbacks: list | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
     """model.fit as the tutorial calls it; the config's callbacks run before the caller's, so
-    those (e.g. a tracker) see the learning rate in the epoch's logs."""
+    those (e.g. a tracker) see the learning rate in the epoch's logs.
+
+    With a checkpoint, every epoch is kept in it and a fit that finds one continues from its
+    last epoch (or, if fit() had already returned, takes its weights and trains nothing).
+    """
+    if checkpoint is not None and checkpoint.is_fitted():
+        history = checkpoint.load_fitted(model)
+        epochs_done = len(history.get("loss", []))
+        return FitResult(history, sum(history.get("epoch_seconds", [])), epochs_done)
     # A progress bar in a terminal; one line per epoch in logs and CI, where bars become noise.
     verbose = 1 if sys.stdout.isatty() else 2
     # Keras's own split point: the first ceil((1 - split) * n) images train.
     train_samples = math.ceil(len(data.x_train) * (1 - cfg.validation_split))
+    configured = training_callbacks(cfg)
+    stopper = next((c for c in configured if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    kept = checkpoint.callbacks(stopper) if checkpoint is not None else []
     start = time.perf_counter()
     history = model.fit(
         data.x_train,
@@ -144,7 +161,9 @@ def fit(
             EpochTimer(train_samples),
             # Stops at the first NaN batch rather than training on garbage; we raise below.
             keras.callbacks.TerminateOnNaN(),
-            *training_callbacks(cfg),
+            *configured,
+            # After the config's callbacks, so early stopping's verdict on an epoch is kept.
+            *kept,
             *(callbacks or []),
         ],
         verbose=verbose,
@@ -152,12 +171,19 @@ def fit(
     seconds = time.perf_counter() - start
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
+        if checkpoint is not None:
+            checkpoint.remove()  # its last epoch is NaN weights: nothing to resume from
         raise TrainingDiverged(
             f"the training loss became {losses[-1]} in epoch {len(losses)} and training stopped "
             f"(train.optimizer={cfg.optimizer.value}, train.learning_rate={cfg.learning_rate}); "
             "a lower train.learning_rate usually fixes it"
         )
-    return FitResult({k: [float(v) for v in vs] for k, vs in history.history.items()}, seconds)
+    if not kept:
+        return FitResult({k: [float(v) for v in vs] for k, vs in history.history.items()}, seconds)
+    keeper = kept[0]
+    checkpoint.save_fitted(model, keeper.history)
+    before = sum(keeper.history.get("epoch_seconds", [])[: keeper.resumed_from])
+    return FitResult(keeper.history, before + seconds, keeper.resumed_from)
 
 
 def evaluate(model: keras.Model, data: Prepared) -> tuple[dict[str, float], np.ndarray]:
