@@ -3,14 +3,15 @@ request with the right digit, and is gone after Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
+import psutil
 import pytest
 
 from mnist_exp.serve import is_serving
@@ -36,9 +37,13 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True, preexec_fn=default_sigint,
     )  # fmt: skip
+    scoring_server = [psutil.Process(server.pid)]
     try:
-        first = server.stdout.readline()  # printed once the server answers
-        assert first.startswith(f"Serving {tiny_model_uri} on {url}/invocations"), first
+        seen = []  # until the line it prints once the server answers
+        while not (seen and seen[-1].startswith("Serving ")) and server.poll() is None:
+            seen.append(server.stdout.readline())
+        assert seen[-1].startswith(f"Serving {tiny_model_uri} on {url}/invocations"), seen
+        scoring_server += scoring_server[0].children(recursive=True)  # mlflow, uvicorn
         request = urllib.request.Request(
             f"{url}/invocations", data=body.stdout.encode(),
             headers={"Content-Type": "application/json"},
@@ -49,10 +54,15 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
         assert probabilities.index(max(probabilities)) == mnist.y_test[index]
     finally:
         os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as the terminal sends it
-        rest, _ = server.communicate(timeout=60)
+        try:
+            rest, _ = server.communicate(timeout=90)
+        finally:  # whatever happened, nothing is left running
+            for proc in scoring_server:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
     assert server.returncode == 0, rest
     assert "Scoring server stopped" in rest
-    time.sleep(1)
+    assert not any(proc.is_running() for proc in scoring_server)
     assert not is_serving(url)
 
 

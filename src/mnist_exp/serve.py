@@ -12,6 +12,7 @@ offline), with the virtualenv's bin/ on PATH, where `mlflow models serve` looks 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -42,10 +43,12 @@ def request_for(what: str) -> dict:
     """The request body for MNIST test image N (`what` is a number) or an image file."""
     from mnist_exp import predict
 
-    if what.lstrip("-").isdigit():
-        image, _ = predict.read_test_image(int(what), default_config().data.cache_dir)
-    else:
-        image = predict.read_image(Path(what))
+    # stdout is the JSON: what loading MNIST says (a download's progress) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        if what.lstrip("-").isdigit():
+            image, _ = predict.read_test_image(int(what), default_config().data.cache_dir)
+        else:
+            image = predict.read_image(Path(what))
     return request_body(image[np.newaxis])
 
 
@@ -76,7 +79,10 @@ def serve(model_uri: str, tracking_uri: str, port: int, start_timeout: float = 1
         fail(f"port {port} already has a server ({url}); stop it or pick --port")
     bin_dir = str(Path(sys.executable).parent)  # the venv's, not resolved: uvicorn lives there
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}  # fmt: skip
+           "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+           # Neither the model files' download bars nor TensorFlow's C++ start-up chatter:
+           # the server's own lines (and a request's errors) stay readable.
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", HOST, "--port", str(port)]  # fmt: skip
     # Its own session: the scoring server runs uvicorn as a child, and stop_group ends both.
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.request is not None:
         print(json.dumps(request_for(args.request)))
         return 0
+    # Ctrl-C stops it even when started from a script in the background (which ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     check_model(args.model, args.tracking_uri)
     return serve(args.model, args.tracking_uri, args.port)
