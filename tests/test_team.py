@@ -53,7 +53,7 @@ def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run(
     assert "Traceback" not in done.stdout, done.stdout
     listening = addresses(done.stdout)
     assert "Runs in PostgreSQL" in done.stdout
-    assert "  mnist: 1 sweep (parent) runs FINISHED\n  mnist: 3 job runs FINISHED" in done.stdout
+    assert "  mnist: 1 sweep (parent) run FINISHED\n  mnist: 3 job runs FINISHED" in done.stdout
     assert "Stopped Ray, the MLflow server and PostgreSQL" in done.stdout
     assert not any(is_listening(address) for address in listening.values()), listening
 

@@ -90,8 +90,8 @@ def runs_in_postgres(port: int) -> list[tuple[str, str, bool, int]]:
 def summary(port: int) -> str:
     lines = [f"Runs in PostgreSQL ({HOST}:{port}/{postgres.DATABASE}, read with SQL):"]
     for experiment, status, is_parent, count in runs_in_postgres(port):
-        kind = "sweep (parent) runs" if is_parent else "job runs"
-        lines.append(f"  {experiment}: {count} {kind} {status}")
+        kind = "sweep (parent) run" if is_parent else "job run"
+        lines.append(f"  {experiment}: {count} {kind}{'s' * (count != 1)} {status}")
     return "\n".join(lines)
 
 
