@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from mnist_exp.predict import mnist_like
-from tests.helpers import Store
 
 
 def upscaled(digit: np.ndarray, dark_on_light: bool) -> Image.Image:
@@ -107,7 +107,7 @@ def test_predicts_a_folder_of_digits_in_one_call(
     files = [str(folder / f"scan{n}.png") for n in range(len(chosen))] + [str(extra)]
     lines = done.stdout.splitlines()
     assert len(lines) == len(files) + 1  # one per file, then where the CSV went
-    for line, path, label in zip(lines, files, labels):
+    for line, path, label in zip(lines[:-1], files, labels, strict=True):
         assert line.startswith(f"{path}: predicted {label} (p="), line
     assert lines[-1] == f"{len(files)} predictions written to {out}"
     with open(out, newline="") as f:

@@ -14,6 +14,7 @@ from tests.helpers import TINY, artifact_text, parent_and_children, runs_in
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture
 def ray_head():
     with team.ray_head(num_cpus=2) as address:

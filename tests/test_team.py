@@ -43,9 +43,7 @@ def team_dir():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run(
-    team_dir, tmp_path, mnist_dir
-):
+def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run(team_dir, tmp_path, mnist_dir):
     sweep = ["model.hidden=8,16,32", *TINY, *hydra_dirs(tmp_path)]
     done = run_module("mnist_exp.team", "--dir", str(team_dir), "--", *sweep, cwd=tmp_path,
                       env=cli_env(mnist_dir))  # fmt: skip
@@ -66,7 +64,8 @@ def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run(
                                                ("mnist", "FINISHED", False, 3)]  # fmt: skip
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/mlflow") as conn:
             (metrics,) = conn.execute(
-                "SELECT count(*) FROM latest_metrics WHERE key = 'test_accuracy'").fetchone()
+                "SELECT count(*) FROM latest_metrics WHERE key = 'test_accuracy'"
+            ).fetchone()
         assert metrics == 3
         client = MlflowClient(tracking_uri=postgres.sqlalchemy_uri(port))
         experiment = client.get_experiment_by_name("mnist")

@@ -118,7 +118,7 @@ def write_csv(path: Path, sources: list[str], probabilities: np.ndarray) -> None
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["image", "predicted", "probability", *(f"p{d}" for d in range(10))])
-        for source, p in zip(sources, probabilities):
+        for source, p in zip(sources, probabilities, strict=True):
             digit = int(p.argmax())
             writer.writerow([source, digit, f"{p[digit]:.4f}", *(f"{x:.4f}" for x in p)])
 
@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--image", type=Path, nargs="+", metavar="PATH",
                       help="image files of one digit each, or folders of them")  # fmt: skip
     what.add_argument("--test-index", type=int, metavar="N", help="MNIST test image N")
-    parser.add_argument("--out", type=Path, metavar="CSV",
-                        help="also write every prediction and its ten probabilities here")  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, metavar="CSV",
+        help="also write each prediction and its ten probabilities here",
+    )  # fmt: skip
     parser.add_argument(
         "--tracking-uri", default=defaults.tracking.uri, help="default: %(default)s"
     )
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(sources) == 1:  # one digit: show how sure the model is of each answer
         for digit, p in enumerate(probabilities[0]):
             print(f"  {digit}  {p:.4f}  {'#' * round(p * 40)}")
-    for source, p in zip(sources, probabilities):
+    for source, p in zip(sources, probabilities, strict=True):
         predicted = int(p.argmax())
         line = f"{source}: predicted {predicted} (p={p[predicted]:.4f})"
         if truth is not None:

@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="models:/NAME/latest, runs:/ID/model, ...")
-    what.add_argument("--request", metavar="N|IMAGE",
-                      help="print the JSON body that sends MNIST test image N, or an image file")  # fmt: skip
+    what.add_argument(
+        "--request", metavar="N|IMAGE",
+        help="print the JSON body that sends MNIST test image N, or an image file",
+    )  # fmt: skip
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
     parser.add_argument(
         "--tracking-uri", default=default_config().tracking.uri,

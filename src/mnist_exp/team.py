@@ -101,8 +101,9 @@ def team_sweep(folder: Path, overrides: list[str]) -> int:
         print(f"PostgreSQL on {HOST}:{pg_port}, data in {folder / 'pgdata'}", flush=True)
         backend = postgres.sqlalchemy_uri(pg_port)
         with tracking_server(folder / "mlflow", backend_uri=backend) as uri:
+            artifacts = folder / "mlflow" / "artifacts"
             print(f"MLflow server on {uri} (the UI, while the sweep runs), runs in {backend}, "
-                  f"artifacts served from {folder / 'mlflow' / 'artifacts'}", flush=True)  # fmt: skip
+                  f"artifacts served from {artifacts}", flush=True)  # fmt: skip
             with ray_head() as address:
                 print(f"Ray head on {address}", flush=True)
                 command = [sys.executable, "-m", "mnist_exp.run", "--multirun",
