@@ -93,6 +93,7 @@ def postgres_server(folder: Path, port: int | None = None) -> Iterator[int]:
         pg.pg_ctl(["-w", "-t", "60", "-l", str(log), "-o", f"-h {HOST} -p {port} -k {data}",
                    "start"], pgdata=data, cwd=folder, timeout=90, **run_as)  # fmt: skip
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        _stop(pg, data, folder, run_as)  # a server slow to start may be up by now
         tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
         raise PostgresError(f"PostgreSQL did not start on {HOST}:{port} ({err}); its log "
                             f"{log}:\n" + "\n".join(tail)) from None  # fmt: skip

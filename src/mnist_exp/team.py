@@ -100,7 +100,9 @@ def team_sweep(folder: Path, overrides: list[str]) -> int:
     with postgres.postgres_server(folder) as pg_port:
         print(f"PostgreSQL on {HOST}:{pg_port}, data in {folder / 'pgdata'}", flush=True)
         backend = postgres.sqlalchemy_uri(pg_port)
-        with tracking_server(folder / "mlflow", backend_uri=backend) as uri:
+        # On its first start MLflow creates its schema in PostgreSQL (dozens of migrations): a
+        # minute or more on a busy machine.
+        with tracking_server(folder / "mlflow", start_timeout=600, backend_uri=backend) as uri:
             artifacts = folder / "mlflow" / "artifacts"
             print(f"MLflow server on {uri} (the UI, while the sweep runs), runs in {backend}, "
                   f"artifacts served from {artifacts}", flush=True)  # fmt: skip
@@ -128,18 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     # A short path: PostgreSQL's unix socket lives in it, and those paths are limited to ~100.
     folder = args.dir.resolve() if args.dir else Path(tempfile.mkdtemp(prefix="team-", dir="/tmp"))
     try:
-        code = team_sweep(folder, overrides or DEFAULT_SWEEP)
+        return team_sweep(folder, overrides or DEFAULT_SWEEP)
     except (postgres.PostgresError, ServerError) as err:
         fail(str(err))
     except KeyboardInterrupt:
         print("Interrupted", flush=True)
-        code = 130
+        return 130
     finally:
+        # Each server was stopped as its block ended, on success, error or Ctrl-C alike.
         if args.dir is None:
             postgres.remove(folder)
-    print("Stopped Ray, the MLflow server and PostgreSQL" +
-          ("" if args.dir else f"; removed {folder}"), flush=True)  # fmt: skip
-    return code
+        print("Stopped Ray, the MLflow server and PostgreSQL" +
+              ("" if args.dir else f"; removed {folder}"), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
