@@ -82,6 +82,13 @@ def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run(team_dir, tmp
     )
     assert not is_listening(f"127.0.0.1:{port}")
 
+    # The same sweep again on the same folder: what finished is found in PostgreSQL and skipped.
+    again = run_module("mnist_exp.team", "--dir", str(team_dir), "--", *sweep, cwd=tmp_path,
+                       env=cli_env(mnist_dir))  # fmt: skip
+    assert again.returncode == 0, again.stdout
+    assert "0 finished, 0 failed, 0 killed, 3 skipped" in again.stdout, again.stdout
+    assert "  mnist: 3 job runs FINISHED\n" in again.stdout
+
 
 def test_a_sweep_that_fails_still_stops_everything(tmp_path, mnist_dir):
     done = run_module("mnist_exp.team", "--", "model.hidden=8", "model.dropout=1.5", *TINY,
