@@ -79,9 +79,7 @@ def serve(model_uri: str, tracking_uri: str, port: int, start_timeout: float = 1
         fail(f"port {port} already has a server ({url}); stop it or pick --port")
     bin_dir = str(Path(sys.executable).parent)  # the venv's, not resolved: uvicorn lives there
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-           # No progress bars for the model's files: the server's own lines stay readable.
-           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # fmt: skip
+           "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}  # fmt: skip
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", HOST, "--port", str(port)]  # fmt: skip
     # Its own session: the scoring server runs uvicorn as a child, and stop_group ends both.
