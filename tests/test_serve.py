@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 import psutil
@@ -62,8 +63,19 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
                     proc.kill()
     assert server.returncode == 0, rest
     assert "Scoring server stopped" in rest
-    assert not any(proc.is_running() for proc in scoring_server)
+    deadline = time.monotonic() + 30  # uvicorn may still be finishing its shutdown
+    while any(map(is_alive, scoring_server)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(map(is_alive, scoring_server)), scoring_server
     assert not is_serving(url)
+
+
+def is_alive(proc: psutil.Process) -> bool:
+    """Running, not just waiting for its parent to collect its exit status (a zombie)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.slow

@@ -57,8 +57,10 @@ def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterato
     )  # fmt: skip
     try:
         deadline = time.monotonic() + start_timeout
-        while subprocess.run([str(ray), "status", "--address", address], env=env,
-                             capture_output=True).returncode != 0:  # fmt: skip
+        # `ray status` answers (exit 0, "No cluster status") before the head's node has joined;
+        # a sweep that connects then fails with "No node info found". Ready is a node listed.
+        while " node_" not in subprocess.run([str(ray), "status", "--address", address],
+                                             env=env, capture_output=True, text=True).stdout:  # fmt: skip
             if head.poll() is not None or time.monotonic() > deadline:
                 raise ServerError(f"the Ray head on {address} did not start")
             time.sleep(1)
