@@ -60,7 +60,9 @@ def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterato
         # `ray status` answers (exit 0, "No cluster status") before the head's node has joined;
         # a sweep that connects then fails with "No node info found". Ready is a node listed.
         status = [str(ray), "status", "--address", address]
-        while " node_" not in subprocess.run(status, env=env, capture_output=True, text=True).stdout:
+        while (
+            " node_" not in subprocess.run(status, env=env, capture_output=True, text=True).stdout
+        ):
             if head.poll() is not None or time.monotonic() > deadline:
                 raise ServerError(f"the Ray head on {address} did not start")
             time.sleep(1)
