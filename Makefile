@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5000
 NOTEBOOK_PORT ?= 8888
 
-.PHONY: help setup data baseline cnn best sweep sweep-parallel compare register ui server notebook test test-fast bench bench-sweep lint format clean
+.PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server notebook test test-fast bench bench-sweep lint format clean
 
 help:  ## list the everyday commands (this)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 2 GB)..."
-	$(PY) -m pip install -e '.[dev,ray,notebook]'
+	$(PY) -m pip install -e '.[dev,ray,notebook,postgres]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
@@ -45,6 +45,12 @@ register: setup  ## register the latest sweep's best model: make register NAME=m
 	@test -n "$(NAME)" || { echo "usage: make register NAME=<model name> [ARGS=--all]" >&2; exit 2; }
 	$(PY) -m mnist_exp.compare --register $(NAME) $(ARGS)
 
+serve: setup  ## a model over HTTP on 127.0.0.1:5001: make serve MODEL=models:/mnist-best/latest [PORT=N]
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=models:/<name>/latest [PORT=5001]" >&2; exit 2; }
+	$(PY) -m mnist_exp.serve --model $(MODEL) --port $(PORT)
+
+serve: PORT = 5001
+
 ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:5000 (PORT=N)
 	$(PY) -m mnist_exp.server --port $(PORT)
 
@@ -59,6 +65,9 @@ sweep-parallel: data  ## a sweep 2 jobs at a time, logged through a server this 
 	$(PY) -m mnist_exp.server --port 0 -- \
 		$(PY) -m mnist_exp.run --multirun hydra/launcher=parallel tracking=server \
 		$(if $(ARGS),$(ARGS),+experiment=hidden_sweep)
+
+team: data  ## the team setup on this machine: PostgreSQL, an MLflow server on it, a Ray head, a sweep
+	$(PY) -m mnist_exp.team $(if $(ARGS),-- $(ARGS))
 
 test: setup  ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest

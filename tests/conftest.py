@@ -64,3 +64,25 @@ def run_tool(tmp_path: Path, mnist_dir: Path):
                           env=cli_env(mnist_dir), merge=False)  # fmt: skip
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model_uri(tiny_sweep: Store) -> str:
+    """The tiny sweep's widest network: `runs:/<id>/model`, as compare's table shows it."""
+    (run,) = [r for r in tiny_sweep.runs() if r.data.params.get("model.hidden") == "32"]
+    return f"runs:/{run.info.run_id}/model"
+
+
+@pytest.fixture(scope="session")
+def confident_digits(tiny_sweep: Store, tiny_model_uri: str, mnist) -> list[int]:
+    """Test images the tiny model gets right, most confident first, found by predicting
+    in-process: digits the model knows, so only a badly converted file could fool it."""
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(tiny_sweep.uri)
+    x = (mnist.x_test[:200].astype(np.float32) / 255)[..., np.newaxis]
+    probabilities = np.asarray(mlflow.pyfunc.load_model(tiny_model_uri).predict(x))
+    confidence = np.where(probabilities.argmax(axis=1) == mnist.y_test[:200],
+                          probabilities.max(axis=1), 0)  # fmt: skip
+    return [int(i) for i in np.argsort(-confidence) if confidence[i] > 0]

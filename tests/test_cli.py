@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = ["mnist-exp-run", "mnist-exp-compare", "mnist-exp-predict", "mnist-exp-data",
-           "mnist-exp-server"]  # fmt: skip
+           "mnist-exp-server", "mnist-exp-serve", "mnist-exp-team"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from mnist_exp.predict import mnist_like
-from tests.helpers import Store
 
 
 def upscaled(digit: np.ndarray, dark_on_light: bool) -> Image.Image:
@@ -47,23 +48,13 @@ def test_a_blank_image_has_no_digit():
 
 
 @pytest.fixture(scope="module")
-def model_uri(tiny_sweep: Store) -> str:
-    """The sweep's widest network: `runs:/<id>/model`, as compare's table shows it."""
-    (run,) = [r for r in tiny_sweep.runs() if r.data.params.get("model.hidden") == "32"]
-    return f"runs:/{run.info.run_id}/model"
+def model_uri(tiny_model_uri: str) -> str:
+    return tiny_model_uri
 
 
 @pytest.fixture(scope="module")
-def confident_digit(tiny_sweep: Store, model_uri: str, mnist) -> int:
-    """The test image the trained model gets right most confidently, found by predicting
-    in-process: a digit the model knows, so only a badly converted file could fool it."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tiny_sweep.uri)
-    x = (mnist.x_test[:200].astype(np.float32) / 255)[..., np.newaxis]
-    probabilities = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(x))
-    right = probabilities.argmax(axis=1) == mnist.y_test[:200]
-    return int(np.argmax(np.where(right, probabilities.max(axis=1), 0)))
+def confident_digit(confident_digits: list[int]) -> int:
+    return confident_digits[0]
 
 
 @pytest.mark.slow
@@ -96,6 +87,39 @@ def test_checks_one_mnist_test_image_like_the_tutorial(
     assert last.endswith(f"true label {label} (correct)")
 
 
+@pytest.mark.slow
+def test_predicts_a_folder_of_digits_in_one_call(
+    run_tool, tiny_sweep, model_uri, confident_digits, mnist, tmp_path
+):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    chosen = confident_digits[:8]
+    for n, index in enumerate(chosen):  # half of them dark on light, as a scanner gives them
+        upscaled(mnist.x_test[index], dark_on_light=n % 2 == 1).save(folder / f"scan{n}.png")
+    (folder / "notes.txt").write_text("not an image, and not looked at")
+    extra = tmp_path / "extra.jpg"
+    upscaled(mnist.x_test[chosen[0]], dark_on_light=True).save(extra)
+    out = tmp_path / "predictions.csv"
+    done = run_tool("predict", "--model", model_uri, "--image", str(folder), str(extra),
+                    "--out", str(out), store=tiny_sweep)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    labels = [int(mnist.y_test[i]) for i in [*chosen, chosen[0]]]
+    files = [str(folder / f"scan{n}.png") for n in range(len(chosen))] + [str(extra)]
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(files) + 1  # one per file, then where the CSV went
+    for line, path, label in zip(lines[:-1], files, labels, strict=True):
+        assert line.startswith(f"{path}: predicted {label} (p="), line
+    assert lines[-1] == f"{len(files)} predictions written to {out}"
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["image"] for row in rows] == files
+    assert [int(row["predicted"]) for row in rows] == labels
+    for row in rows:
+        probabilities = [float(row[f"p{d}"]) for d in range(10)]
+        assert sum(probabilities) == pytest.approx(1, abs=2e-3)
+        assert float(row["probability"]) == max(probabilities)
+
+
 def assert_one_line_error(done, message: str) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {message}", done.stderr
@@ -109,11 +133,20 @@ def assert_one_line_error(done, message: str) -> None:
      (["--image", "notes.png"], "notes.png: not an image file Pillow can read"),
      (["--image", "blank.png"], "blank.png: no digit found: the image is one flat colour"),
      (["--test-index", "10000"], "--test-index 10000: out of range; MNIST has test images 0..9999"),
-     (["--test-index", "-1"], "--test-index -1: out of range; MNIST has test images 0..9999")],
+     (["--test-index", "-1"], "--test-index -1: out of range; MNIST has test images 0..9999"),
+     (["--image", "digit.png", "blank.png"],
+      "blank.png: no digit found: the image is one flat colour"),
+     (["--image", "empty"], "empty: a folder with no image files (.png, .jpg, .jpeg, .bmp, .gif, "
+      ".tif, .tiff, .webp)"),
+     (["--image", "digit.png", "--out", "nowhere/p.csv"],
+      "--out nowhere/p.csv: no such folder nowhere")],
 )  # fmt: skip
-def test_bad_input_is_one_clear_line(run_tool, store, tmp_path, args, message):
+def test_bad_input_is_one_clear_line(run_tool, store, tmp_path, args, message, mnist):
     (tmp_path / "notes.png").write_text("not a picture")
     Image.new("L", (30, 30), 255).save(tmp_path / "blank.png")
+    Image.fromarray(mnist.x_test[0]).save(tmp_path / "digit.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.txt").write_text("no images here")
     done = run_tool("predict", "--model", "models:/any/1", *args, store=store)
     assert_one_line_error(done, message)
 

@@ -1,6 +1,7 @@
-"""Predict a digit with a tracked model: from an image file, or one MNIST test image.
+"""Predict digits with a tracked model: from image files or folders, or one MNIST test image.
 
 python -m mnist_exp.predict --model models:/mnist-best/latest --image digit.png
+python -m mnist_exp.predict --model models:/mnist-best/latest --image scans/ more.png --out p.csv
 python -m mnist_exp.predict --model runs:/<run id>/model --test-index 0
 
 Any MLflow model URI works. An image of any size or colour is made to look like MNIST: grayscale,
@@ -11,6 +12,7 @@ placed by its centre of mass in the 28x28 frame, as MNIST's digits were.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE, default_config
 
 DIGIT_BOX = 20  # MNIST's digits fit in 20x20, centred by mass in 28x28
 INK = 0.2  # of the darkest-to-lightest range: fainter pixels (paper texture) don't widen the box
+# What a folder given to --image is searched for (other files there, like notes, are left alone).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def mnist_like(image: Image.Image) -> np.ndarray:
@@ -67,6 +71,21 @@ def read_image(path: Path) -> np.ndarray:
         fail(f"{path}: {err}")
 
 
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files to predict: each file as given, each folder's image files in name order."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)  # fmt: skip
+            if not found:
+                fail(f"{path}: a folder with no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def read_test_image(index: int, cache_dir: str) -> tuple[np.ndarray, int]:
     """MNIST test image `index` as the model saw it in training, and its true label."""
     from mnist_exp import data
@@ -80,8 +99,9 @@ def read_test_image(index: int, cache_dir: str) -> tuple[np.ndarray, int]:
     return mnist.x_test[index].astype(np.float32) / 255, int(mnist.y_test[index])
 
 
-def predict(model_uri: str, image: np.ndarray) -> np.ndarray:
-    """The model's ten probabilities for one (28, 28) image in [0, 1]."""
+def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
+    """The model's ten probabilities for each of (N, 28, 28) images in [0, 1]: shape (N, 10).
+    The model is loaded once, and all images go through it in one call."""
     import mlflow
 
     try:
@@ -90,8 +110,17 @@ def predict(model_uri: str, image: np.ndarray) -> np.ndarray:
         fail(f"cannot load model '{model_uri}': {str(err).splitlines()[0]}")
     import keras  # only now: a bad URI is reported without TensorFlow's start-up
 
-    keras.config.disable_interactive_logging()  # no progress bar for one image
-    return np.asarray(model.predict(image[np.newaxis, ..., np.newaxis]))[0]
+    keras.config.disable_interactive_logging()  # no progress bar between the result lines
+    return np.asarray(model.predict(images[..., np.newaxis]))
+
+
+def write_csv(path: Path, sources: list[str], probabilities: np.ndarray) -> None:
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["image", "predicted", "probability", *(f"p{d}" for d in range(10))])
+        for source, p in zip(sources, probabilities, strict=True):
+            digit = int(p.argmax())
+            writer.writerow([source, digit, f"{p[digit]:.4f}", *(f"{x:.4f}" for x in p)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,32 +130,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="models:/NAME/VERSION, runs:/ID/model, ...")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--image", type=Path, help="an image file of one digit")
+    what.add_argument("--image", type=Path, nargs="+", metavar="PATH",
+                      help="image files of one digit each, or folders of them")  # fmt: skip
     what.add_argument("--test-index", type=int, metavar="N", help="MNIST test image N")
+    parser.add_argument(
+        "--out", type=Path, metavar="CSV",
+        help="also write each prediction and its ten probabilities here",
+    )  # fmt: skip
     parser.add_argument(
         "--tracking-uri", default=defaults.tracking.uri, help="default: %(default)s"
     )
     args = parser.parse_args(argv)
 
     # The input is checked before the model loads: a typo should not cost TensorFlow's start-up.
+    if args.out is not None and not args.out.parent.is_dir():
+        fail(f"--out {args.out}: no such folder {args.out.parent}")
     if args.image is not None:
-        image, truth = read_image(args.image), None
+        files = image_files(args.image)
+        images, truth = np.stack([read_image(f) for f in files]), None
+        sources = [str(f) for f in files]
     else:
         image, truth = read_test_image(args.test_index, defaults.data.cache_dir)
+        images, sources = image[np.newaxis], [f"MNIST test image {args.test_index}"]
     try:
         store.use_store(args.tracking_uri)
     except store.TrackingUnavailable as err:
         fail(str(err))
-    probabilities = predict(args.model, image)
+    probabilities = predict(args.model, images)
 
-    for digit, p in enumerate(probabilities):
-        print(f"  {digit}  {p:.4f}  {'#' * round(p * 40)}")
-    predicted = int(probabilities.argmax())
-    source = args.image or f"MNIST test image {args.test_index}"
-    line = f"{source}: predicted {predicted} (p={probabilities[predicted]:.4f})"
-    if truth is not None:
-        line += f", true label {truth}" + (" (correct)" if truth == predicted else " (WRONG)")
-    print(line)
+    if len(sources) == 1:  # one digit: show how sure the model is of each answer
+        for digit, p in enumerate(probabilities[0]):
+            print(f"  {digit}  {p:.4f}  {'#' * round(p * 40)}")
+    for source, p in zip(sources, probabilities, strict=True):
+        predicted = int(p.argmax())
+        line = f"{source}: predicted {predicted} (p={p[predicted]:.4f})"
+        if truth is not None:
+            line += f", true label {truth}" + (" (correct)" if truth == predicted else " (WRONG)")
+        print(line)
+    if args.out is not None:
+        write_csv(args.out, sources, probabilities)
+        print(f"{len(sources)} predictions written to {args.out}")
     return 0
 
 

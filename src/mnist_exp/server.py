@@ -44,7 +44,7 @@ def is_up(uri: str, timeout: float = 1.0) -> bool:
     return health_problem(uri, timeout) is None
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen) -> None:
     # The server runs uvicorn workers and huey task consumers as children: stop the whole group.
     for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
         with contextlib.suppress(ProcessLookupError):
@@ -58,9 +58,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def tracking_server(
-    store: Path = DEFAULT_STORE, port: int | None = None, start_timeout: float = 300
+    store: Path = DEFAULT_STORE,
+    port: int | None = None,
+    start_timeout: float = 300,
+    backend_uri: str | None = None,
 ) -> Iterator[str]:
-    """Serve `store` (mlflow.db + artifacts/) while the block runs; yields the server's URI."""
+    """Serve `store` (mlflow.db + artifacts/) while the block runs; yields the server's URI.
+    `backend_uri` puts the runs in another database (PostgreSQL: mnist_exp.team) instead."""
     store = Path(store).resolve()
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -74,7 +78,7 @@ def tracking_server(
     # a start 2-3x quicker on a loaded machine (bench/RESULTS.md).
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--backend-store-uri", backend_uri or f"sqlite:///{store / 'mlflow.db'}",
         "--artifacts-destination", str(store / "artifacts"),
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
@@ -99,14 +103,14 @@ def tracking_server(
         orphans.end_orphans_in_store(uri)
         yield uri
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
-def run_command(command: list[str], uri: str) -> int:
-    """Run CMD against the server and return its exit code. A Ctrl-C reaches CMD from the
-    terminal and SIGTERM is passed on, so CMD can mark its runs KILLED while the server is
-    still there to record it."""
-    child = subprocess.Popen(command, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+def run_command(command: list[str], uri: str, env: dict[str, str] | None = None) -> int:
+    """Run CMD against the server (with `env` added to its environment) and return its exit
+    code. A Ctrl-C reaches CMD from the terminal and SIGTERM is passed on, so CMD can mark its
+    runs KILLED while the server is still there to record it."""
+    child = subprocess.Popen(command, env={**os.environ, **(env or {}), "MLFLOW_TRACKING_URI": uri})
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda sig, _: child.send_signal(sig)),

@@ -1,0 +1,152 @@
+"""The team setup, on this machine: PostgreSQL, an MLflow server on it with a served artifact
+store, and a Ray head, all on 127.0.0.1; a sweep through them; then everything stopped.
+
+python -m mnist_exp.team                            # +experiment=hidden_sweep     (make team)
+python -m mnist_exp.team -- model.hidden=64,128 train.epochs=2       # any sweep overrides
+python -m mnist_exp.team --dir team/ -- ...         # keep the database and artifacts in team/
+                                                    # (again: finished jobs are skipped)
+
+It is what a team runs on three machines (README, "For a team"), run here: the sweep's jobs are
+Ray tasks that log through the MLflow server, which alone writes to PostgreSQL and to its
+artifact folder. Without --dir, everything lives in a fresh tmp folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mnist_exp import postgres
+from mnist_exp.cli import fail, stop_on_sigterm
+from mnist_exp.server import HOST, ServerError, free_port, run_command, tracking_server
+
+# Ray's single-node mode: every listener on 127.0.0.1 (otherwise Ray swaps 127.0.0.1 for the
+# machine's outward address), and no usage reports sent anywhere.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+DEFAULT_SWEEP = ["+experiment=hidden_sweep"]
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterator[str]:
+    """A one-machine Ray cluster while the block runs; yields its address (127.0.0.1:PORT).
+
+    `ray start --head --block` stays in the foreground, so stopping it is one signal to one
+    process, which takes its whole cluster down; `ray stop` would kill every Ray process on the
+    machine, other people's included."""
+    ray = Path(sys.executable).parent / "ray"
+    if not ray.exists():
+        raise ServerError(f"{ray} not found: install the `ray` extra (`make setup`)")
+    address = f"{HOST}:{free_port()}"
+    # Ray keeps unix sockets in its temp dir, and their paths must stay short.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = {**os.environ, **RAY_ENV}
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}",
+         f"--port={address.split(':')[1]}", f"--num-cpus={num_cpus or os.cpu_count()}",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + start_timeout
+        # `ray status` answers (exit 0, "No cluster status") before the head's node has joined;
+        # a sweep that connects then fails with "No node info found". Ready is a node listed.
+        status = [str(ray), "status", "--address", address]
+        while (
+            " node_" not in subprocess.run(status, env=env, capture_output=True, text=True).stdout
+        ):
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise ServerError(f"the Ray head on {address} did not start")
+            time.sleep(1)
+        yield address
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def runs_in_postgres(port: int) -> list[tuple[str, str, bool, int]]:
+    """(experiment, status, is a sweep's parent run, count), read straight from PostgreSQL."""
+    import psycopg
+
+    query = """
+        SELECT e.name, r.status, p.value IS NULL AS is_parent, count(*)
+        FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id
+        LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId'
+        WHERE r.lifecycle_stage = 'active'
+        GROUP BY e.name, r.status, is_parent ORDER BY e.name, is_parent DESC, r.status"""
+    with psycopg.connect(f"postgresql://{postgres.USER}@{HOST}:{port}/{postgres.DATABASE}") as c:
+        return c.execute(query).fetchall()
+
+
+def summary(port: int) -> str:
+    lines = [f"Runs in PostgreSQL ({HOST}:{port}/{postgres.DATABASE}, read with SQL):"]
+    for experiment, status, is_parent, count in runs_in_postgres(port):
+        kind = "sweep (parent) run" if is_parent else "job run"
+        lines.append(f"  {experiment}: {count} {kind}{'s' * (count != 1)} {status}")
+    return "\n".join(lines)
+
+
+def team_sweep(folder: Path, overrides: list[str]) -> int:
+    """Start PostgreSQL, the MLflow server and the Ray head, run the sweep, stop all three."""
+    with postgres.postgres_server(folder) as pg_port:
+        print(f"PostgreSQL on {HOST}:{pg_port}, data in {folder / 'pgdata'}", flush=True)
+        backend = postgres.sqlalchemy_uri(pg_port)
+        # On its first start MLflow creates its schema in PostgreSQL (dozens of migrations): a
+        # minute or more on a busy machine.
+        with tracking_server(folder / "mlflow", start_timeout=600, backend_uri=backend) as uri:
+            artifacts = folder / "mlflow" / "artifacts"
+            print(f"MLflow server on {uri} (the UI, while the sweep runs), runs in {backend}, "
+                  f"artifacts served from {artifacts}", flush=True)  # fmt: skip
+            with ray_head() as address:
+                print(f"Ray head on {address}", flush=True)
+                command = [sys.executable, "-m", "mnist_exp.run", "--multirun",
+                           "hydra/launcher=ray_cluster", "tracking=server", *overrides]  # fmt: skip
+                print("$", " ".join(command[2:]), flush=True)
+                code = run_command(command, uri, env={**RAY_ENV, "RAY_ADDRESS": address})
+        print(summary(pg_port), flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], usage="%(prog)s [--dir DIR] [-- OVERRIDES ...]"
+    )
+    parser.add_argument("--dir", type=Path,
+                        help="keep PostgreSQL's data and the artifacts here (default: a tmp "
+                        "folder, removed at the end)")  # fmt: skip
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, overrides = parser.parse_args(argv[:split]), argv[split + 1 :]
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # A short path: PostgreSQL's unix socket lives in it, and those paths are limited to ~100.
+    folder = args.dir.resolve() if args.dir else Path(tempfile.mkdtemp(prefix="team-", dir="/tmp"))
+    try:
+        return team_sweep(folder, overrides or DEFAULT_SWEEP)
+    except (postgres.PostgresError, ServerError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        print("Interrupted", flush=True)
+        return 130
+    finally:
+        # Each server was stopped as its block ended, on success, error or Ctrl-C alike.
+        if args.dir is None:
+            postgres.remove(folder)
+        print("Stopped Ray, the MLflow server and PostgreSQL" +
+              ("" if args.dir else f"; removed {folder}"), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
