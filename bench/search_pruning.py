@@ -13,7 +13,6 @@ bench/RESULTS.md. Takes 20-40 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,15 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def cpu() -> str:
-    """The CPU model and the flags that change TensorFlow's speed, for reading timings."""
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    model = fields.get("Model name", "?").strip()
-    flags = fields.get("Flags", "").split()
-    shown = [f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "amx"))]
-    return f"{model}; {os.cpu_count()} cores; flags {' '.join(shown) or 'none of avx2/fma/avx512'}"
+from cpu import cpu_line  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
 
 def search(pruner: str, trials: int, epochs: int, store: Path, extra: list[str]) -> dict:
@@ -74,7 +65,7 @@ def main() -> None:
                         "check (data.limit_train=1000): then nothing is appended")  # fmt: skip
     args = parser.parse_args()
 
-    print(cpu(), flush=True)
+    print(cpu_line(), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pruner in ("none", args.pruner):
@@ -86,7 +77,7 @@ def main() -> None:
     table = [
         f"\n## Search with and without pruning\n\n`bench/search_pruning.py --trials {args.trials} "
         f"--epochs {args.epochs} --pruner {args.pruner}` on {datetime.now():%Y-%m-%d %H:%M}, "
-        f"{cpu()}: `+experiment=optuna_search` (TPE seed 42, full MNIST, one trial at a time, "
+        f"{cpu_line()} `+experiment=optuna_search` (TPE seed 42, full MNIST, one trial at a time, "
         "local store), once with `hydra/sweeper/pruner=none` and once with the pruner.\n",
         "| pruner | trials | pruned | epochs trained | wall s | wall ÷ no pruning | "
         "best val acc | Δ best (pp) |",

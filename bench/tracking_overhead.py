@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import mlflow
+from cpu import cpu_line  # bench/ is on sys.path as the script's directory
 
 from mnist_exp import data, tracking
 from mnist_exp.config import default_config
@@ -35,8 +35,7 @@ def main() -> None:
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", f"{root}/artifacts"))
     overhead(prepared, cache_dir, True, True)  # warm-up: first run, imports
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    print(next(line for line in cpu.splitlines() if line.startswith("Model name")))
+    print(cpu_line())
     for system_metrics, datasets in ((False, False), (True, False), (False, True), (True, True)):
         seconds = sorted(overhead(prepared, cache_dir, system_metrics, datasets)
                          for _ in range(REPEATS))  # fmt: skip
