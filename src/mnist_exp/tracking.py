@@ -243,6 +243,8 @@ def epoch_metrics_callback(resumed: bool = False):
     """
     import mlflow.keras
 
+    local = is_local_store(mlflow.get_tracking_uri())
+
     class EpochMetrics(mlflow.keras.MlflowCallback):
         def on_train_begin(self, logs=None):
             # A resumed run has its optimizer params and summary; the learning rate restored
@@ -255,12 +257,14 @@ def epoch_metrics_callback(resumed: bool = False):
         def on_test_end(self, logs=None):
             pass
 
-        # Synchronous, where MLflow's is async: ending a run shuts MLflow's async queue down,
-        # which waited ~0.5 s per job, and from the background worker would race with the next
-        # job's logging. One small batch per epoch costs milliseconds.
+        # Into a local store synchronously, where MLflow's is async: ending a run shuts MLflow's
+        # async queue down, which waited ~0.5 s per job, and from the background worker would
+        # race with the next job's logging; one small batch per epoch costs milliseconds. To a
+        # server asynchronously, so that training goes on while an outage is waited out
+        # (outage.py) instead of stalling in each request's retries.
         def on_epoch_end(self, epoch, logs=None):
             if logs:
-                mlflow.log_metrics(logs, step=epoch)
+                mlflow.log_metrics(logs, step=epoch, synchronous=local)
 
     return EpochMetrics()
 
