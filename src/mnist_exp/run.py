@@ -142,7 +142,10 @@ def train_and_log(
     from mnist_exp import data, models, outage, outcome, search_trial, tracking, train
     from mnist_exp.checkpoint import Checkpoint
 
-    resume, checkpoint = resumable_run(typed, config)
+    # A search continues at the trial level (study.py): a trial trains whole, in a run of its
+    # own, so it neither resumes an earlier run nor keeps checkpoints.
+    keep_checkpoints = typed.tracking.checkpoint_dir and trial is None
+    resume, checkpoint = resumable_run(typed, config) if keep_checkpoints else (None, None)
     epochs_done = checkpoint.completed_epochs() if checkpoint else 0
     tags = search_trial.trial_tags(trial)
     metrics_seconds = typed.tracking.system_metrics_seconds
@@ -150,7 +153,7 @@ def train_and_log(
         if resume is not None:
             log.info("Resuming run %s (%s) from its checkpoint after epoch %d", run.info.run_id,
                      resume.info.status, epochs_done)  # fmt: skip
-        elif typed.tracking.checkpoint_dir:
+        elif keep_checkpoints:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
         if threads:
             train.limit_threads(threads)
@@ -179,12 +182,7 @@ def train_and_log(
                      outage.server_watch()]  # fmt: skip
         if trial is not None:  # last: the pruned epoch is logged first
             callbacks.append(search_trial.pruning_callback(trial))
-        try:
-            fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
-        except search_trial.PrunedTrial:
-            if checkpoint is not None:
-                checkpoint.remove()  # a pruned trial is a result, not something to resume
-            raise
+        fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
         outage.wait_if_away()
         if fitted.resumed_from:
             tracking.log_missing_epochs(fitted.history, fitted.resumed_from)
