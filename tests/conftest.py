@@ -49,8 +49,10 @@ def tiny_sweep(tmp_path_factory, mnist_dir: Path) -> Store:
     read what it tracked."""
     root = tmp_path_factory.mktemp("tiny_sweep")
     store = Store(root / "mlruns")
+    # System metrics sampled often: on a fast machine a tiny job lasts less than the default 2 s.
     done = run_module("mnist_exp.run", "-m", "model.hidden=8,16,32", *TINY, *store.overrides,
-                      *hydra_dirs(root), cwd=root, env=cli_env(mnist_dir))  # fmt: skip
+                      "tracking.system_metrics_seconds=0.2", *hydra_dirs(root), cwd=root,
+                      env=cli_env(mnist_dir))  # fmt: skip
     assert done.returncode == 0, done.stdout
     return store
 

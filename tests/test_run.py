@@ -157,7 +157,7 @@ def test_every_job_names_its_data_and_records_system_metrics(tiny_sweep):
         assert {c: d.name for c, d in datasets.items()} == {"training": "mnist", "test": "mnist"}
         assert datasets["training"].digest == subset_digest("train", 1000)
         assert datasets["test"].digest == subset_digest("test", 200)
-        # Sampled every 2 s (the default), and each of these jobs ran for longer than that.
+        # Sampled every 0.2 s (tiny_sweep), which each of these jobs outlasts.
         assert child.data.metrics["system/system_memory_usage_megabytes"] > 0
         assert "system/cpu_utilization_percentage" in child.data.metrics
 
