@@ -1,4 +1,5 @@
-"""The CPU a benchmark ran on, for every table: results differ by CPU (AVX-512, bf16, cores)."""
+"""What every benchmark reports with: the CPU it ran on (results differ by CPU: AVX-512, bf16,
+cores), and its table printed and appended to RESULTS.md."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ def cpu_line() -> str:
     lacks = [f for f in FLAGS_THAT_MATTER if f not in flags]
     return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {' '.join(has) or 'none'}"
             f"{'; no ' + ' '.join(lacks) if lacks else ''}.")  # fmt: skip
+
+
+def publish(lines: list[str], results: Path) -> None:
+    """Print a benchmark's table and append it to `results` (bench/RESULTS.md)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(results, "a") as out:
+        out.write(text)

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu import cpu_line  # noqa: E402  (bench/ is on sys.path as the script's directory)
+from cpu import cpu_line, publish  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
 from mnist_exp.config import default_config  # noqa: E402
 
@@ -77,10 +77,7 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['round']} | {r['setting']} | {r['fit_seconds']:.1f} | "
                      f"{r['fit_cpu_seconds']:.1f} | {speedup:.2f} | {cpu_ratio:.2f} | "
                      f"{r['test_accuracy']:.4f} |")  # fmt: skip
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.results, "a") as out:
-        out.write(text)
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

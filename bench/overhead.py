@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu import cpu_line  # noqa: E402
+from cpu import cpu_line, publish  # noqa: E402
 
 from mnist_exp.config import default_config  # noqa: E402
 
@@ -131,10 +131,7 @@ def main() -> None:
                      f"{r['fit']:.1f} | "
                      f"{r['startup']:.1f} | {tf_import['tf_imported']:.1f} | "
                      f"{r['vs_tf_import']:.1f} | {per_job} |")  # fmt: skip
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.results, "a") as out:
-        out.write(text)
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cpu import cpu_line  # noqa: E402
+from cpu import cpu_line, publish  # noqa: E402
 
 from mnist_exp.server import tracking_server  # noqa: E402
 
@@ -83,10 +83,7 @@ def main() -> None:
         speedup = r["jobs_per_minute"] / base
         table.append(f"| {label} | {r['jobs']} | {r['wall']:.1f} | {r['jobs_per_minute']:.2f} | "
                      f"{r['fit']:.1f} | {r['accuracy']:.4f} | {speedup:.2f} |")  # fmt: skip
-    text = "\n".join(table) + "\n"
-    print(text)
-    with open(args.results, "a") as out:
-        out.write(text)
+    publish(table, args.results)
 
 
 if __name__ == "__main__":
