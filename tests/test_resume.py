@@ -240,7 +240,11 @@ def test_a_killed_sweep_reruns_whole(store: Store, tmp_path: Path, mnist_dir: Pa
     def second_jobs_checkpoint():
         children = sorted((r for r in store.runs() if PARENT_TAG in r.data.tags),
                           key=lambda r: r.info.start_time)  # fmt: skip
-        return store.checkpoints / children[1].info.run_id if len(children) > 1 else None
+        # Job 1's figures and model are logged in the background while job 2 trains: kill once
+        # that is done too, so that job 1 is FINISHED as this scenario needs.
+        if len(children) > 1 and children[0].info.status == "FINISHED":
+            return store.checkpoints / children[1].info.run_id
+        return None
 
     kill_9_once(start_run(store, tmp_path, mnist_dir, *sweep), second_jobs_checkpoint, 1)
     old_parent, (first, second) = parent_and_children(store.runs())
