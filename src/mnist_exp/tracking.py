@@ -175,6 +175,22 @@ def log_datasets(prepared: Any, cache_dir: str | Path) -> None:
             dataset = mlflow.data.from_numpy(
                 x, targets=y, source=source, name="mnist", digest=subset_digest(split, len(x))
             )
+        _log_input_once_created(dataset, context)
+
+
+def _log_input_once_created(dataset: Any, context: str) -> None:
+    """mlflow.log_input, tried again once when a parallel job created the same dataset first:
+    MLflow's SQL store checks for the dataset and inserts it without a lock, so two jobs
+    starting together (a Ray or joblib sweep) can both insert, and the second one fails on
+    the datasets table's unique key. The second try finds the row and links to it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_input(dataset, context=context)
+    except MlflowException as error:
+        if "UNIQUE constraint" not in str(error) and "duplicate key" not in str(error):
+            raise
         mlflow.log_input(dataset, context=context)
 
 
