@@ -144,3 +144,10 @@ def test_an_unwritable_data_cache_fails_at_once_naming_it(run_cli, store, tmp_pa
     assert "Downloading" not in done.stdout and "MNIST source" not in done.stdout
     assert time.monotonic() - started < 60
     assert store.runs() == []
+
+
+def test_a_server_patience_that_is_not_seconds_is_named(run_cli):
+    done = run_cli("tracking.uri=http://127.0.0.1:9", *TINY,
+                   env={"MNIST_EXP_SERVER_PATIENCE": "2min"})  # fmt: skip
+    assert_clean_error(done, "MNIST_EXP_SERVER_PATIENCE='2min': expected a whole number of seconds")
+    assert "MNIST loaded" not in done.stdout

@@ -2,9 +2,9 @@
 
 A restart of the server (up to a minute or so) loses nothing: the Keras callback logs each
 epoch asynchronously and MLflow retries every request, so training goes on and its logging
-catches up. A server gone for longer than PATIENCE_SECONDS ends the run (and the sweep) with
-TrackingServerLost, one line that names the server; the runs it leaves RUNNING there are ended
-by the next command that opens the experiment once it is back, and a re-run resumes.
+catches up. A server gone for longer than its patience (90 s, or MNIST_EXP_SERVER_PATIENCE)
+ends the run (and the sweep) with TrackingServerLost, one line that names the server; the runs
+it leaves RUNNING there are ended by the next command that opens the experiment once it is back, and a re-run resumes.
 
 mlflow and keras are imported inside functions: a config error should be reported without them.
 """
@@ -12,6 +12,7 @@ mlflow and keras are imported inside functions: a config error should be reporte
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -20,18 +21,30 @@ from mnist_exp.store import TrackingUnavailable, health_problem, is_server
 
 log = logging.getLogger(__name__)
 
-# How long a server may be away before the run gives up on it.
-PATIENCE_SECONDS = 90
+# How long a server may be away before the run gives up on it: 90 s, or this many seconds.
+PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
+DEFAULT_PATIENCE_SECONDS = 90
 
-# MLflow retries a failed request with exponential backoff: with factor 1, 7 retries wait
-# 0, 2, 4, 8, 16, 32, 64 s, so a request gives up after about 2 minutes (MLflow's own defaults,
-# factor 2, wait 4 minutes per request, and every later request waits as long again). The
-# timeout bounds a server that accepts connections but does not answer.
-RETRY_SETTINGS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
+
+def patience_seconds() -> int:
+    value = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_SECONDS))
+    if not value.isdigit() or int(value) == 0:
+        raise TrackingUnavailable(f"{PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0")
+    return int(value)
+
+
+def retry_settings() -> dict[str, str]:
+    """MLflow retries a failed request with exponential backoff: with factor 1, n retries wait
+    0, 2, 4, ... 2**(n-1) s, 2**n - 2 s in all. The fewest retries that outlast the patience, so
+    a request in flight sees a server restart through (MLflow's own defaults, factor 2, wait 4
+    minutes per request, and every later request waits as long again). The timeout bounds a
+    server that accepts connections but does not answer."""
+    retries = max(1, math.ceil(math.log2(patience_seconds() + 2)))
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    }
 
 # Set once a process has reached the server: from then on (in this process and the launcher's
 # workers, which inherit it) the server being away is an outage to wait out, not a typo.
@@ -39,12 +52,12 @@ SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
 
 
 class TrackingServerLost(TrackingUnavailable):
-    """The tracking server went away mid-run for longer than PATIENCE_SECONDS."""
+    """The tracking server went away mid-run for longer than its patience."""
 
     def __init__(self, uri: str, problem: str) -> None:
         super().__init__(
             f"MLflow tracking server {uri} stopped answering ({problem}) for over "
-            f"{PATIENCE_SECONDS}s, so this stops here. Once it is back, run the same command "
+            f"{patience_seconds()}s, so this stops here. Once it is back, run the same command "
             "again: finished runs are skipped, the rest train again or resume."
         )
         self.uri = uri
@@ -53,7 +66,7 @@ class TrackingServerLost(TrackingUnavailable):
 def retry_patiently(uri: str) -> None:
     """MLflow's retry settings for `uri`, unless the user set their own."""
     if is_server(uri):
-        for name, value in RETRY_SETTINGS.items():
+        for name, value in retry_settings().items():
             os.environ.setdefault(name, value)
         # urllib3 warns at every retry, and MLflow's background logging at every request that
         # ran out of them; wait_for_server, ServerWatch and TrackingServerLost say it in words.
@@ -77,7 +90,7 @@ class _QuietWhileAway(logging.Filter):
 
 def wait_for_server(uri: str) -> None:
     """Return once the server at `uri` answers. One this process has not used yet fails at once
-    (a typo, a server not started); one it has used gets PATIENCE_SECONDS to come back."""
+    (a typo, a server not started); one it has used gets patience_seconds() to come back."""
     from mnist_exp.store import check_server
 
     if os.environ.get(SEEN_ENV) != uri:
@@ -90,7 +103,7 @@ def wait_for_server(uri: str) -> None:
 
 def wait_if_away() -> None:
     """Before a run logs its results: a server that went away while it trained gets what is
-    left of PATIENCE_SECONDS, rather than a fresh 2 minutes of retries for each request."""
+    left of its patience, rather than a fresh 2 minutes of retries for each request."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
@@ -105,7 +118,7 @@ _away_since: float | None = None
 
 
 def still_away(uri: str, meanwhile: str) -> bool:
-    """Whether the server is away; gives up (raises) once it has been for PATIENCE_SECONDS."""
+    """Whether the server is away; gives up (raises) once it has been for patience_seconds()."""
     global _away_since
     problem = health_problem(uri, timeout=2)
     if problem is None:
@@ -117,8 +130,8 @@ def still_away(uri: str, meanwhile: str) -> bool:
     if _away_since is None:
         _away_since = now
         log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
-                    meanwhile, PATIENCE_SECONDS)  # fmt: skip
-    elif now - _away_since > PATIENCE_SECONDS:
+                    meanwhile, patience_seconds())  # fmt: skip
+    elif now - _away_since > patience_seconds():
         raise given_up(uri, problem)
     return True
 
