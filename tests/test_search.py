@@ -131,7 +131,11 @@ def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "crash"])
 def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist_dir, run_cli,
                                                           sig):  # fmt: skip
-    command = [*SEARCH, "train.epochs=3", "hydra.sweeper.n_trials=3", *store.overrides]
+    # Six epochs and no pruning: the signal lands while trial 1 trains, not after it ended
+    # (3 epochs of 1000 images took less than the test's polling once, and the rerun found 2
+    # trials done).
+    command = [*SEARCH, "train.epochs=6", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=3",
+               *store.overrides]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
@@ -146,9 +150,9 @@ def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
             out = "".join(lines)
-            if "\t#1 : " in out and "Epoch 2/3" in out.split("\t#1 : ")[1]:
+            if "\t#1 : " in out and "Epoch 2/6" in out.split("\t#1 : ")[1]:
                 break  # trial 0 is done, trial 1 has trained an epoch
-            time.sleep(0.5)
+            time.sleep(0.05)
         assert proc.poll() is None, "".join(lines)
         proc.send_signal(sig)
         proc.wait(timeout=120)
