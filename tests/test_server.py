@@ -67,7 +67,7 @@ def test_parallel_jobs_logging_the_same_new_dataset_all_link_it(tmp_path, mnist,
             prepared = prepare(mnist, limit_train=10 + size, limit_test=5 + size)
             barrier = threading.Barrier(jobs)
 
-            def job(run_id: str) -> None:
+            def job(run_id: str, prepared=prepared, barrier=barrier) -> None:
                 with mlflow.start_run(run_id=run_id):  # MLflow's active run is per thread
                     barrier.wait()
                     try:

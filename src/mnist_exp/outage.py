@@ -4,7 +4,8 @@ A restart of the server (up to a minute or so) loses nothing: the Keras callback
 epoch asynchronously and MLflow retries every request, so training goes on and its logging
 catches up. A server gone for longer than its patience (90 s, or MNIST_EXP_SERVER_PATIENCE)
 ends the run (and the sweep) with TrackingServerLost, one line that names the server; the runs
-it leaves RUNNING there are ended by the next command that opens the experiment once it is back, and a re-run resumes.
+it leaves RUNNING there are ended by the next command that opens the experiment once it is
+back, and a re-run resumes.
 
 mlflow and keras are imported inside functions: a config error should be reported without them.
 """
@@ -29,7 +30,9 @@ DEFAULT_PATIENCE_SECONDS = 90
 def patience_seconds() -> int:
     value = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_SECONDS))
     if not value.isdigit() or int(value) == 0:
-        raise TrackingUnavailable(f"{PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0")
+        raise TrackingUnavailable(
+            f"{PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0"
+        )
     return int(value)
 
 
