@@ -49,6 +49,7 @@ def retry_settings() -> dict[str, str]:
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     }
 
+
 # Set once a process has reached the server: from then on (in this process and the launcher's
 # workers, which inherit it) the server being away is an outage to wait out, not a typo.
 SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
