@@ -127,7 +127,7 @@ class CrashAtEpoch(keras.callbacks.Callback):
 def compiled(cfg: TrainConfig) -> keras.Model:
     train.set_seed(42)
     model = build_model(DenseConfig(hidden=16))
-    train.compile_model(model, cfg)
+    train.compile_model(model, cfg, 1000)
     return model
 
 

@@ -3,6 +3,8 @@ compute; schedules and early stopping come from Keras callbacks."""
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -28,7 +30,7 @@ def small(mnist) -> data.Prepared:
 def fit_once(small, cfg: TrainConfig, model_cfg=None):
     train.set_seed(42)
     model = build_model(model_cfg or DenseConfig(hidden=32))
-    train.compile_model(model, cfg)
+    train.compile_model(model, cfg, train.train_samples(len(small.x_train), cfg))
     fitted = train.fit(model, small, cfg)
     return model, fitted
 
@@ -79,7 +81,7 @@ def test_one_pass_evaluation_matches_keras_evaluate(small):
 
 def test_optimizer_and_learning_rate_reach_keras(small):
     model = build_model(DenseConfig(hidden=8))
-    train.compile_model(model, TrainConfig(optimizer=Optimizer.sgd, learning_rate=0.05))
+    train.compile_model(model, TrainConfig(optimizer=Optimizer.sgd, learning_rate=0.05), 1000)
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
 
@@ -89,7 +91,7 @@ def test_label_smoothing_makes_certainty_cost_something(small):
     costs = {}
     for smoothing in (0.0, 0.1):
         model = build_model(DenseConfig(hidden=8))
-        train.compile_model(model, TrainConfig(label_smoothing=smoothing))
+        train.compile_model(model, TrainConfig(label_smoothing=smoothing), 1000)
         costs[smoothing] = float(model.loss(certain, certain))
     assert costs[0.0] == pytest.approx(0.0, abs=1e-5)  # the tutorial's loss
     # The 0.01 aimed at each of the nine wrong digits meets a probability of 0 (clipped to 1e-7).
@@ -112,6 +114,28 @@ def test_cosine_schedule_goes_from_the_learning_rate_towards_zero_over_the_epoch
     assert rates == sorted(rates, reverse=True)
 
 
+def test_warmup_cosine_climbs_for_its_warmup_epochs_then_falls_to_zero_at_the_last_step():
+    cfg = TrainConfig(lr_schedule=LRSchedule.warmup_cosine, learning_rate=0.01, batch_size=32,
+                      epochs=4, warmup_epochs=1)  # fmt: skip
+    schedule = train.learning_rate(cfg, train_images=960)  # 30 steps per epoch, 120 in all
+    rate = [float(schedule(step)) for step in range(121)]
+    assert rate[0] == 0.0 and rate[15] == pytest.approx(0.005) and rate[30] == pytest.approx(0.01)
+    assert rate[:31] == sorted(rate[:31])  # up, step by step, over the first epoch
+    assert rate[75] == pytest.approx(0.005)  # half way down the cosine
+    assert rate[30:] == sorted(rate[30:], reverse=True) and rate[120] == pytest.approx(0.0)
+
+
+def test_a_per_step_schedule_lands_in_each_epochs_logs(small):
+    cfg = TrainConfig(lr_schedule=LRSchedule.warmup_cosine, learning_rate=0.01, epochs=3,
+                      warmup_epochs=0.5)  # fmt: skip
+    _, fitted = fit_once(small, cfg)
+    schedule = train.learning_rate(cfg, train.train_samples(len(small.x_train), cfg))
+    steps = math.ceil(train.train_samples(len(small.x_train), cfg) / cfg.batch_size)
+    ends = [float(schedule(steps * epoch)) for epoch in (1, 2, 3)]
+    assert fitted.history["learning_rate"] == pytest.approx(ends)
+    assert ends[0] > ends[1] > ends[2]
+
+
 def test_early_stopping_watches_val_accuracy_and_keeps_the_best_or_the_last_epoch():
     (callback,) = train.training_callbacks(TrainConfig(early_stopping_patience=3))
     assert isinstance(callback, keras.callbacks.EarlyStopping)
@@ -129,7 +153,7 @@ def test_optimizers_keep_their_name_in_a_process_that_compiles_several_models():
     names = []
     for _ in range(2):
         model = build_model(DenseConfig(hidden=4))
-        train.compile_model(model, TrainConfig())
+        train.compile_model(model, TrainConfig(), 1000)
         names.append(model.optimizer.name)
     assert names == ["adam", "adam"]
 
@@ -150,7 +174,7 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_still_gives_float32_probabilities
         train.set_precision(Precision.float32)  # the policy is process-wide
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
-    train.compile_model(model, TrainConfig(epochs=1))
+    train.compile_model(model, TrainConfig(epochs=1), 1000)
     fitted = train.fit(model, small, TrainConfig(epochs=1))
     scores, probabilities = train.evaluate(model, small)
     assert probabilities.dtype == np.float32

@@ -81,6 +81,9 @@ class Padding(enum.Enum):
 class LRSchedule(enum.Enum):
     constant = "constant"
     cosine = "cosine"  # from learning_rate down to 0 over train.epochs, set once per epoch
+    # Up from 0 to learning_rate over train.warmup_epochs, then a cosine down to 0 at the last
+    # step, set every step (Keras's CosineDecay with warm-up; "one-cycle" in fast.ai's terms).
+    warmup_cosine = "warmup_cosine"
 
 
 @dataclass
@@ -145,6 +148,7 @@ class TrainConfig:
     # Keras holds out the last fraction of the training images; sweeps compare on them.
     validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
     lr_schedule: LRSchedule = LRSchedule.constant
+    warmup_epochs: float = bounds(1.0, lo=0.0, hi=1000.0)  # of lr_schedule=warmup_cosine
     # s: train towards 1 - s + s/10 on the true digit and s/10 on each other one, not 1 and 0,
     # so the model gains nothing from ever more certain answers on the digits it already gets
     # right. The per-epoch loss and val_loss include it; test_loss is plain cross-entropy.

@@ -177,7 +177,9 @@ def train_and_log(
         log.info("Precision %s (train.precision=%s), TensorFlow oneDNN %s",
                  precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
-        train.compile_model(model, typed.train)
+        train.compile_model(
+            model, typed.train, train.train_samples(len(prepared.x_train), typed.train)
+        )
         callbacks = [tracking.epoch_metrics_callback(resumed=resume is not None),
                      outage.server_watch()]  # fmt: skip
         if trial is not None:  # last: the pruned epoch is logged first

@@ -52,6 +52,17 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+class LearningRateInLogs(keras.callbacks.Callback):
+    """Adds the optimizer's current `learning_rate` to each epoch's logs, as Keras's own
+    LearningRateScheduler does for the epoch-wise schedules, so a per-step schedule is tracked
+    too (the rate the last step of the epoch used)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` and `train_samples_per_second` to each epoch's logs.
 
@@ -85,13 +96,36 @@ def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
     return cfg.xla is Xla.always
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+def train_samples(images: int, cfg: TrainConfig) -> int:
+    """Keras's own split point: the first ceil((1 - split) * n) images train."""
+    return math.ceil(images * (1 - cfg.validation_split))
+
+
+def learning_rate(
+    cfg: TrainConfig, train_images: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: a number, or for warmup_cosine a schedule over the steps
+    of the whole fit (the epoch-wise cosine is a callback instead, see training_callbacks)."""
+    if cfg.lr_schedule is not LRSchedule.warmup_cosine:
+        return cfg.learning_rate
+    total = math.ceil(train_images / cfg.batch_size) * cfg.epochs
+    warmup = min(round(cfg.warmup_epochs * math.ceil(train_images / cfg.batch_size)), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=cfg.learning_rate, warmup_steps=warmup
+    )
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, train_images: int) -> None:
+    """`train_images`: how many images fit() trains on (a per-step schedule counts its steps)."""
     # A fixed name: Keras would number a process's later optimizers adam_1, adam_2, ..., and a
     # tracker that logs the optimizer's config would show sweep jobs differing by that name.
     optimizer = keras.optimizers.get(
         {
             "class_name": cfg.optimizer.value,
-            "config": {"learning_rate": cfg.learning_rate, "name": cfg.optimizer.value},
+            "config": {
+                "learning_rate": learning_rate(cfg, train_images),
+                "name": cfg.optimizer.value,
+            },
         }
     )
     model.compile(
@@ -112,6 +146,8 @@ def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
         cosine = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs)
         # Per epoch rather than per batch, so the rate lands in the logs as `learning_rate`.
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: float(cosine(epoch))))
+    elif cfg.lr_schedule is LRSchedule.warmup_cosine:
+        callbacks.append(LearningRateInLogs())
     if cfg.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -144,8 +180,7 @@ def fit(
         return FitResult(history, sum(history.get("epoch_seconds", [])), epochs_done)
     # A progress bar in a terminal; one line per epoch in logs and CI, where bars become noise.
     verbose = 1 if sys.stdout.isatty() else 2
-    # Keras's own split point: the first ceil((1 - split) * n) images train.
-    train_samples = math.ceil(len(data.x_train) * (1 - cfg.validation_split))
+    training_images = train_samples(len(data.x_train), cfg)
     configured = training_callbacks(cfg)
     stopper = next((c for c in configured if isinstance(c, keras.callbacks.EarlyStopping)), None)
     kept = checkpoint.callbacks(stopper) if checkpoint is not None else []
@@ -158,7 +193,7 @@ def fit(
         validation_split=cfg.validation_split,
         validation_batch_size=cfg.validation_batch_size,
         callbacks=[
-            EpochTimer(train_samples),
+            EpochTimer(training_images),
             # Stops at the first NaN batch rather than training on garbage; we raise below.
             keras.callbacks.TerminateOnNaN(),
             *configured,
