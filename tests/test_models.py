@@ -55,6 +55,25 @@ def test_cnn_with_batch_norm_stacks_conv_norm_activation_and_drops_the_bias():
     assert not any(c.use_bias for c in convs)  # batch norm's shift replaces it
 
 
+def test_pool_before_activation_pools_each_blocks_last_conv_and_computes_the_same_function():
+    cfg = CNNConfig(filters=[8, 16], convs_per_block=2, padding=Padding.same, batch_norm=True,
+                    dense=32, pool_before_activation=True)  # fmt: skip
+    model = build_model(cfg)
+    block = ["Conv2D", "BatchNormalization", "Activation",
+             "Conv2D", "MaxPooling2D", "BatchNormalization", "Activation"]  # fmt: skip
+    assert layer_types(model)[:14] == [*block, *block]
+    # Without batch norm it is the very same function as pooling after the activation.
+    plain = {"filters": [8], "dense": 0, "dropout": 0.0, "padding": Padding.same}
+    keras.utils.set_random_seed(1)
+    late = build_model(CNNConfig(**plain))
+    early = build_model(CNNConfig(**plain, pool_before_activation=True))
+    assert layer_types(early)[:3] == ["Conv2D", "MaxPooling2D", "Activation"]
+    early.set_weights(late.get_weights())
+    images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(early.predict(images, verbose=0), late.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
 def test_block_dropout_follows_every_pooling():
     model = build_model(CNNConfig(filters=[8, 16], block_dropout=0.25, dense=0, dropout=0))
     assert layer_types(model) == ["Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "MaxPooling2D",

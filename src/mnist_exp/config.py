@@ -130,6 +130,9 @@ class CNNConfig(ModelConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     kernel_size: int = bounds(3, lo=1, hi=IMAGE_SIZE)
     pool_size: int = bounds(2, lo=1, hi=IMAGE_SIZE)
+    # Pool each block's last Conv2D before its batch norm and activation: the same network
+    # (ReLU and max-pooling commute), with those two on a quarter of the values.
+    pool_before_activation: bool = False
     padding: Padding = Padding.valid
     block_dropout: float = bounds(0.0, lo=0.0, hi=1.0, hi_open=True)  # after each pooling
     dense: int = bounds(128, lo=0)  # units of the dense head; 0 = Flatten straight to softmax

@@ -47,24 +47,34 @@ def augmentation(cfg: AugmentConfig) -> list[layers.Layer]:
     return stack
 
 
-def activated(layer: type[layers.Layer], *args, cfg: CNNConfig, **kwargs) -> list[layers.Layer]:
+def activated(layer: type[layers.Layer], *args, cfg: CNNConfig, pool: bool = False,
+              **kwargs) -> list[layers.Layer]:  # fmt: skip
     """A Conv2D or Dense with the config's activation. With batch_norm, BatchNormalization goes
-    between the two, and the layer loses its bias: batch norm's own shift replaces it."""
-    if not cfg.batch_norm:
+    between the two, and the layer loses its bias: batch norm's own shift replaces it. `pool`
+    puts a MaxPooling2D straight after the layer, so batch norm and the activation work on a
+    quarter of the values (max-pooling commutes with ReLU and the like, so the result is the
+    same network up to batch norm's statistics)."""
+    pooling = [layers.MaxPooling2D(cfg.pool_size)] if pool else []
+    if not cfg.batch_norm and not pool:
         return [layer(*args, activation=cfg.activation.value, **kwargs)]
+    if not cfg.batch_norm:
+        return [layer(*args, **kwargs), *pooling, layers.Activation(cfg.activation.value)]
     norm = [layers.BatchNormalization(), layers.Activation(cfg.activation.value)]
-    return [layer(*args, use_bias=False, **kwargs), *norm]
+    return [layer(*args, use_bias=False, **kwargs), *pooling, *norm]
 
 
 def build_cnn(cfg: CNNConfig) -> keras.Model:
     """[augmentation], per entry of `filters`: Conv2D x convs_per_block + MaxPooling2D
-    [+ Dropout], Flatten, [Dense], Dropout, softmax."""
+    [+ Dropout], Flatten, [Dense], Dropout, softmax. With pool_before_activation, each block's
+    pooling comes between its last Conv2D and that one's batch norm and activation."""
     stack = [keras.Input(INPUT_SHAPE), *augmentation(cfg.augment)]
     for filters in cfg.filters:
-        for _ in range(cfg.convs_per_block):
+        for conv in range(cfg.convs_per_block):
+            last = conv == cfg.convs_per_block - 1
             stack += activated(layers.Conv2D, filters, cfg.kernel_size, padding=cfg.padding.value,
-                               cfg=cfg)  # fmt: skip
-        stack.append(layers.MaxPooling2D(cfg.pool_size))
+                               cfg=cfg, pool=last and cfg.pool_before_activation)  # fmt: skip
+        if not cfg.pool_before_activation:
+            stack.append(layers.MaxPooling2D(cfg.pool_size))
         if cfg.block_dropout:
             stack.append(layers.Dropout(cfg.block_dropout))
     stack.append(layers.Flatten())
