@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 2 GB)..."
-	$(PY) -m pip install -e '.[dev,ray,notebook,postgres]'
+	$(PY) -m pip install -e '.[dev,ray,notebook,postgres,jax]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
