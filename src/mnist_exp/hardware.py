@@ -73,10 +73,8 @@ def gpus_run_bf16() -> bool:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        capabilities = [
-            tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
-            for gpu in gpus
-        ]
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        capabilities = [tuple(d.get("compute_capability") or (0, 0)) for d in details]
     return bool(gpus) and all(c >= BF16_GPU_CAPABILITY for c in capabilities)
 
 

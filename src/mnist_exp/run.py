@@ -178,9 +178,9 @@ def train_and_log(
         if keras_backend == backend.TENSORFLOW:  # oneDNN is TensorFlow's
             ran_on["onednn"] = "on" if hardware.onednn_enabled() else "off"
         tracking.tag_run(ran_on)
-        log.info("Precision %s (train.precision=%s)%s", precision.value,
-                 typed.train.precision.value,
-                 f", TensorFlow oneDNN {ran_on['onednn']}" if "onednn" in ran_on else "")  # fmt: skip
+        onednn = f", TensorFlow oneDNN {ran_on['onednn']}" if "onednn" in ran_on else ""
+        log.info("Precision %s (train.precision=%s)%s",
+                 precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
         train.compile_model(
             model, typed.train, train.train_samples(len(prepared.x_train), typed.train)
