@@ -199,7 +199,8 @@ def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):
 @pytest.mark.parametrize(
     ("override", "named"),
     [("model.hidden=abc", "model.hidden"), ("model.dropout=1.5", "model.dropout=1.5"),
-     ("model=rnn", "model/rnn"), ("train.epochs=-1", "train.epochs=-1")],
+     ("model=rnn", "model/rnn"), ("train.epochs=-1", "train.epochs=-1"),
+     ("train.backend=torch", "Invalid value 'torch', expected one of [tensorflow, jax]")],
 )  # fmt: skip
 def test_bad_override_on_the_command_line_is_one_clear_message(run_cli, store, override, named):
     done = run_cli(override, *store.overrides)
