@@ -75,7 +75,7 @@ test: setup  ## the whole suite, slow tests included (what CI runs)
 test-fast: setup  ## skip the tests that train or sweep
 	$(PY) -m pytest -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run, then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run (TensorFlow, and JAX for the dense net), then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
 	$(PY) bench/overhead.py
 
