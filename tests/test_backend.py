@@ -6,7 +6,11 @@ test_run_records_params_metrics_and_artifacts.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -56,3 +60,43 @@ def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, 
                        "sweep each backend separately")  # fmt: skip
     assert "Training" not in done.stdout
     assert store.runs() == []
+
+
+# Fits one model twice on JAX, with Keras 3.15's Python loop over steps_per_execution and with
+# jax_steps' scan, on 1610 training images: 50 full batches and a short one, 7 steps per call,
+# so calls of 7, a call that ends in the short batch, and one that starts the next epoch.
+SAME_STEPS = """
+import json, os
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+from mnist_exp import models, train
+from mnist_exp.config import DenseConfig, TrainConfig
+x = np.random.default_rng(0).random((2013, 28, 28, 1), dtype=np.float32)
+y = keras.utils.to_categorical(np.arange(2013) % 10, 10)
+out = {}
+for scanned in (False, True):
+    keras.utils.set_random_seed(1)
+    model = models.build_model(DenseConfig(hidden=16))
+    train.compile_model(model, TrainConfig(epochs=2, steps_per_execution=7))
+    if not scanned:  # Keras's own loop back
+        model.make_train_function = type(model).make_train_function.__get__(model)
+    history = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0).history
+    weights = [w.tolist() for w in model.get_weights()]
+    out[str(scanned)] = {"history": history, "weights": weights,
+                         "scans": model.make_train_function.__name__}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
+)
+def test_on_jax_scanned_steps_train_exactly_as_keras_own_loop():
+    done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loop, scan = json.loads(done.stdout.strip().splitlines()[-1]).values()
+    assert scan["scans"] == "_make_scanned_train_function" != loop["scans"]
+    assert scan["history"] == loop["history"]
+    assert scan["weights"] == loop["weights"]
+    assert len(scan["history"]["loss"]) == 2

@@ -15,6 +15,7 @@ from mnist_exp.checkpoint import Checkpoint
 from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import Prepared
 from mnist_exp.hardware import precision_here
+from mnist_exp.jax_steps import scan_train_steps
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig, train_images: int) -> No
         steps_per_execution=cfg.steps_per_execution,
         jit_compile=uses_xla(model, cfg),
     )
+    # On JAX, those steps in one XLA loop rather than Keras 3.15's Python loop (same steps).
+    scan_train_steps(model)
 
 
 def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:
