@@ -156,7 +156,8 @@ def train_and_log(
                      resume.info.status, epochs_done)  # fmt: skip
         elif keep_checkpoints:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
-        limited = bool(threads) and train.limit_threads(threads)
+        if threads and not train.limit_threads(threads):
+            threads = None  # JAX's XLA sizes its own thread pool
         keras_backend = backend.loaded_backend()
         log.info("Run '%s' (%s), experiment '%s', Keras on %s", name, run.info.run_id,
                  typed.tracking.experiment, keras_backend)  # fmt: skip
@@ -167,9 +168,9 @@ def train_and_log(
         tracking.log_datasets(prepared, typed.data.cache_dir)
         log.info(
             "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
-            "threads: %s",
+            "%s threads: %s",
             name, len(prepared.x_train), typed.train.validation_split * 100, len(prepared.x_test),
-            threads if limited else "all cores",
+            "TensorFlow" if keras_backend == backend.TENSORFLOW else "JAX", threads or "all cores",
         )  # fmt: skip
 
         train.set_seed(typed.seed)
