@@ -77,7 +77,7 @@ out = {}
 for scanned in (False, True):
     keras.utils.set_random_seed(1)
     model = models.build_model(DenseConfig(hidden=16))
-    train.compile_model(model, TrainConfig(epochs=2, steps_per_execution=7))
+    train.compile_model(model, TrainConfig(epochs=2, steps_per_execution=7), 1610)
     if not scanned:  # Keras's own loop back
         model.make_train_function = type(model).make_train_function.__get__(model)
     history = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0).history
