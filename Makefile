@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 2 GB)..."
+	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 4 GB)..."
 	$(PY) -m pip install -e '.[dev,ray,notebook,postgres,jax]'
 	@touch $@
 
