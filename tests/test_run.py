@@ -6,6 +6,7 @@ artifacts, statuses, and what a failure leaves behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -14,12 +15,13 @@ import sys
 import time
 
 import matplotlib.image
+import mlflow
 import numpy as np
 import pytest
 import yaml
 
 from mnist_exp import hardware
-from mnist_exp.data import subset_digest
+from mnist_exp.data import prepare, subset_digest
 from mnist_exp.tracking import PARENT_TAG
 from tests.helpers import (
     NO_INDEX,
@@ -45,18 +47,31 @@ FIGURES = ("accuracy_curve.png", "loss_curve.png", "confusion_matrix.png", "misc
            "samples.png")  # fmt: skip
 
 
-def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
+# Every Keras backend installed here (make setup installs the jax extra).
+BACKENDS = [
+    "tensorflow",
+    pytest.param("jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                                 reason="the jax extra is not installed")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_records_params_metrics_and_artifacts(run_cli, store, mnist, backend):
     small = ["data.limit_train=2000", "data.limit_test=500", "train.epochs=2"]
-    done = run_cli(*small, *store.overrides)
+    chosen = [] if backend == "tensorflow" else [f"train.backend={backend}"]  # the default
+    done = run_cli(*chosen, *small, *store.overrides)
     assert done.returncode == 0, done.stdout
     assert "MNIST loaded from cache" in done.stdout
     assert "test_accuracy=" in done.stdout and "/runs/" in done.stdout
+    assert f"Keras on {backend}" in done.stdout
 
     (run,) = store.runs()
     client = store.client()
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "dense-h128 limit_train=2000 limit_test=500 epochs=2"
+    named = "" if backend == "tensorflow" else f" backend={backend}"
+    assert run.info.run_name == f"dense-h128{named} limit_train=2000 limit_test=500 epochs=2"
     params = run.data.params
+    assert params["train.backend"] == backend and run.data.tags["keras_backend"] == backend
     assert params["model.hidden"] == "128" and params["model.family"] == "dense"
     assert params["train.batch_size"] == "32" and params["train.epochs"] == "2"
     assert params["train.optimizer"] == "adam" and params["train.validation_split"] == "0.2"
@@ -93,7 +108,19 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, tmp_path):
     assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
 
     assert run.data.tags["precision"] == "float32"  # train.precision defaults to the tutorial's
-    assert run.data.tags["onednn"] == ("on" if hardware.onednn_enabled() else "off")
+    if backend == "tensorflow":
+        assert run.data.tags["onednn"] == ("on" if hardware.onednn_enabled() else "off")
+    else:
+        assert "onednn" not in run.data.tags  # TensorFlow's alone
+    # The model, whatever backend trained it, loads and predicts here (on TensorFlow: the
+    # .keras file holds no backend) and says which backend trained it.
+    uri = f"runs:/{run.info.run_id}/model"
+    mlflow.set_tracking_uri(store.uri)
+    loaded = mlflow.pyfunc.load_model(uri)
+    assert loaded.metadata.flavors["keras"]["keras_backend"] == backend
+    test = prepare(mnist, limit_train=1, limit_test=500)
+    predicted = np.asarray(loaded.predict(test.x_test)).argmax(axis=1)
+    assert np.sum(predicted == test.y_test) == np.trace(counts)  # the run's own test accuracy
     assert len(run.data.tags["config_hash"]) == 16
     assert len(run.data.tags["git_commit"]) == 40
     assert run.info.artifact_uri.startswith(f"file://{store.root}/artifacts/")
@@ -172,7 +199,8 @@ def test_sweep_with_an_invalid_job_trains_nothing(run_cli, store):
 @pytest.mark.parametrize(
     ("override", "named"),
     [("model.hidden=abc", "model.hidden"), ("model.dropout=1.5", "model.dropout=1.5"),
-     ("model=rnn", "model/rnn"), ("train.epochs=-1", "train.epochs=-1")],
+     ("model=rnn", "model/rnn"), ("train.epochs=-1", "train.epochs=-1"),
+     ("train.backend=torch", "Invalid value 'torch', expected one of [tensorflow, jax]")],
 )  # fmt: skip
 def test_bad_override_on_the_command_line_is_one_clear_message(run_cli, store, override, named):
     done = run_cli(override, *store.overrides)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ class Precision(enum.Enum):
     # mixed_bfloat16 where the hardware runs bf16 natively, float32 elsewhere (mnist_exp.hardware);
     # each run tags and prints what it resolved to.
     auto = "auto"
+
+
+class Backend(enum.Enum):
+    # Keras's backend: the tutorial's TensorFlow, or JAX (the `jax` extra; make setup installs
+    # it), which runs the dense network faster on CPUs (bench/RESULTS.md). Same model and math.
+    tensorflow = "tensorflow"
+    jax = "jax"
 
 
 class Padding(enum.Enum):
@@ -161,8 +169,11 @@ class TrainConfig:
     # With early stopping: end with the best val_accuracy epoch's weights (true), or with the
     # last epoch's (false, Keras's default), which after a cosine schedule are the annealed ones.
     restore_best_weights: bool = True
+    # Keras loads one backend per process, before its first import (mnist_exp.backend): a
+    # process, and so a sweep, trains on one backend only.
+    backend: Backend = Backend.tensorflow
     # Speed only, the math is the same (train=literal sets Keras's defaults): batches run per
-    # call into TensorFlow, and XLA.
+    # call into the backend, and XLA (TensorFlow's choice: on JAX, Keras always compiles with it).
     steps_per_execution: int = bounds(100, lo=1, hi=100_000)
     xla: Xla = Xla.auto
     precision: Precision = Precision.float32
@@ -171,6 +182,7 @@ class TrainConfig:
     validation_batch_size: int | None = bounds(1024, lo=1, hi=MNIST_TRAIN_SIZE)
     # TensorFlow's threads for this job; null = this machine's cores shared out among the jobs
     # a parallel launcher runs at once. Not a hyperparameter: left out of the config hash.
+    # TensorFlow's only: on JAX, XLA sizes its own thread pool to the machine.
     threads: int | None = bounds(None, lo=1, hi=1024)
 
 
@@ -271,6 +283,11 @@ def validate(cfg: DictConfig) -> Config:
         problems.append(
             "train.early_stopping_patience: watches val_accuracy, so it needs "
             "train.validation_split > 0"
+        )
+    if typed.train.backend is Backend.jax and importlib.util.find_spec("jax") is None:
+        problems.append(
+            "train.backend=jax: JAX is not installed here; pip install -e '.[jax]' "
+            "(make setup installs it)"
         )
     if not typed.data.sources:
         problems.append("data.sources=[]: list at least one of cache, keras, mirror")

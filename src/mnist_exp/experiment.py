@@ -35,6 +35,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from mnist_exp import backend
 from mnist_exp.config import PROJECT_ROOT, Config, ConfigError, validate
 from mnist_exp.identity import plain_dict, run_name
 
@@ -89,6 +90,8 @@ def run_experiment(overrides: Sequence[str] = ()) -> ExperimentRun:
     """
     cfg = _compose(overrides)
     typed = validate(cfg)
+    # Before Keras loads; in a kernel that already has Keras on another backend, one clear error.
+    backend.use_backend(typed.train.backend.value)
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
     from mnist_exp import orphans, store, tracking
     from mnist_exp.run import train_and_log

@@ -59,15 +59,23 @@ def resolve_precision(requested: str, flags: frozenset[str], gpu_bf16: bool) -> 
 
 
 def gpus_run_bf16() -> bool:
-    """Whether TensorFlow sees a GPU, every one of them able to run bfloat16."""
-    import tensorflow as tf
+    """Whether Keras's backend sees a GPU, every one of them able to run bfloat16."""
+    from mnist_exp.backend import is_jax
 
-    gpus = tf.config.list_physical_devices("GPU")
-    capabilities = [
-        tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
-        for gpu in gpus
-    ]
-    return bool(gpus) and all(tuple(c) >= BF16_GPU_CAPABILITY for c in capabilities)
+    if is_jax():
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        # CUDA devices say e.g. "8.6"; others (ROCm) do not, and count as unknown.
+        capabilities = [str(getattr(gpu, "compute_capability", "0.0")) for gpu in gpus]
+        capabilities = [tuple(int(n) for n in c.split(".")[:2]) for c in capabilities]
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        capabilities = [tuple(d.get("compute_capability") or (0, 0)) for d in details]
+    return bool(gpus) and all(c >= BF16_GPU_CAPABILITY for c in capabilities)
 
 
 def precision_here(requested: str) -> str:
@@ -90,10 +98,11 @@ def onednn_setting(machine: str, environ: dict[str, str], convolutional: bool) -
     return "1" if convolutional else None
 
 
-def use_onednn_if_it_pays(convolutional: bool) -> None:
+def use_onednn_if_it_pays(convolutional: bool, backend: str = "tensorflow") -> None:
     """Set TF_ENABLE_ONEDNN_OPTS per `onednn_setting`, if TensorFlow is not loaded yet (it reads
-    it once: in a sweep, the first job decides for the whole process)."""
-    if "tensorflow" in sys.modules:
+    it once: in a sweep, the first job decides for the whole process). TensorFlow's only: a JAX
+    run leaves it alone."""
+    if "tensorflow" in sys.modules or backend != "tensorflow":
         return
     setting = onednn_setting(platform.machine(), dict(os.environ), convolutional)
     if setting is not None:

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_exp import hardware
+from mnist_exp import backend, hardware
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT, Config, validate
 from mnist_exp.identity import plain_dict, run_name
@@ -35,8 +35,9 @@ log = logging.getLogger("mnist_exp")
 def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
 
-    # Before TensorFlow loads, which reads it once.
-    hardware.use_onednn_if_it_pays(convolutional=typed.model.family == "cnn")
+    # Before Keras and TensorFlow load, which read them once.
+    backend.use_backend(typed.train.backend.value)
+    hardware.use_onednn_if_it_pays(typed.model.family == "cnn", typed.train.backend.value)
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
     from mnist_exp import data, orphans, store, sweep
 
@@ -155,9 +156,11 @@ def train_and_log(
                      resume.info.status, epochs_done)  # fmt: skip
         elif keep_checkpoints:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
-        if threads:
-            train.limit_threads(threads)
-        log.info("Run '%s' (%s), experiment '%s'", name, run.info.run_id, typed.tracking.experiment)
+        if threads and not train.limit_threads(threads):
+            threads = None  # JAX's XLA sizes its own thread pool
+        keras_backend = backend.loaded_backend()
+        log.info("Run '%s' (%s), experiment '%s', Keras on %s", name, run.info.run_id,
+                 typed.tracking.experiment, keras_backend)  # fmt: skip
         sources = tuple(s.value for s in typed.data.sources)
         mnist, prepared = data.load_prepared(
             typed.data.cache_dir, sources, typed.data.limit_train, typed.data.limit_test
@@ -165,16 +168,19 @@ def train_and_log(
         tracking.log_datasets(prepared, typed.data.cache_dir)
         log.info(
             "Training %s on %d images (%.0f%% held out for validation), testing on %d; "
-            "TensorFlow threads: %s",
+            "%s threads: %s",
             name, len(prepared.x_train), typed.train.validation_split * 100, len(prepared.x_test),
-            threads or "all cores",
+            "TensorFlow" if keras_backend == backend.TENSORFLOW else "JAX", threads or "all cores",
         )  # fmt: skip
 
         train.set_seed(typed.seed)
         precision = train.set_precision(typed.train.precision)
-        onednn = "on" if hardware.onednn_enabled() else "off"
-        tracking.tag_run({"precision": precision.value, "onednn": onednn})
-        log.info("Precision %s (train.precision=%s), TensorFlow oneDNN %s",
+        ran_on = {"precision": precision.value, "keras_backend": keras_backend}
+        if keras_backend == backend.TENSORFLOW:  # oneDNN is TensorFlow's
+            ran_on["onednn"] = "on" if hardware.onednn_enabled() else "off"
+        tracking.tag_run(ran_on)
+        onednn = f", TensorFlow oneDNN {ran_on['onednn']}" if "onednn" in ran_on else ""
+        log.info("Precision %s (train.precision=%s)%s",
                  precision.value, typed.train.precision.value, onednn)  # fmt: skip
         model = models.build_model(typed.model)
         train.compile_model(

@@ -45,6 +45,18 @@ def check_sweep_job(cfg: Config) -> None:
         )
 
 
+def check_one_backend(backends: set[str]) -> None:
+    """Keras loads one backend per process, and a sweep's jobs share processes (Hydra's basic
+    launcher runs them all in one; joblib and Ray workers run several each), so every job of a
+    sweep must ask for the same train.backend."""
+    if len(backends) > 1:
+        raise ConfigError(
+            f"train.backend: this sweep mixes {' and '.join(sorted(backends))}, but Keras "
+            "loads one backend per process and the jobs of a sweep share theirs; sweep each "
+            "backend separately (e.g. the same command once with train.backend=jax)"
+        )
+
+
 def validate_sweep_job(loader: Any, sweep_config: DictConfig, overrides: list[str]) -> None:
     """Compose one job of a sweep as its launcher will, and check it as `run` will."""
     from mnist_exp.config import validate

@@ -15,6 +15,7 @@ from mnist_exp.checkpoint import Checkpoint
 from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
 from mnist_exp.data import Prepared
 from mnist_exp.hardware import precision_here
+from mnist_exp.jax_steps import scan_train_steps
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,18 @@ class TrainingDiverged(CompactHydraException):
     it as one message, without a traceback (the run's error.txt keeps that)."""
 
 
-def limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> bool:
     """Give TensorFlow `threads` threads for the ops of this process. Before its first op only:
     a process that runs several jobs (a joblib worker) keeps the first job's setting, so every
-    job of one sweep asks for the same number."""
+    job of one sweep asks for the same number. False (nothing done) on JAX, whose XLA sizes its
+    thread pool itself."""
+    if keras.backend.backend() != "tensorflow":
+        return False
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    return True
 
 
 def set_precision(precision: Precision) -> Precision:
@@ -90,6 +95,10 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
+    if keras.backend.backend() == "jax":
+        # JAX runs through XLA; Keras's jit_compile=False there means op by op in Python, which
+        # no setting of ours asks for (Keras's own default on JAX is to compile too).
+        return True
     if cfg.xla is Xla.auto:
         # XLA speeds the dense network up but slows convolutions down (bench/RESULTS.md).
         return not any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
@@ -137,6 +146,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig, train_images: int) -> No
         steps_per_execution=cfg.steps_per_execution,
         jit_compile=uses_xla(model, cfg),
     )
+    # On JAX, those steps in one XLA loop rather than Keras 3.15's Python loop (same steps).
+    scan_train_steps(model)
 
 
 def training_callbacks(cfg: TrainConfig) -> list[keras.callbacks.Callback]:

@@ -17,7 +17,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
 from mnist_exp.config import ConfigError, validate
-from mnist_exp.sweep import check_sweep_job
+from mnist_exp.sweep import check_one_backend, check_sweep_job
 
 
 @dataclass
@@ -51,10 +51,14 @@ class ValidatingSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         loader = self.hydra_context.config_loader
+        backends = set()
         for overrides in batch:
             job_cfg = loader.load_sweep_config(self.config, list(overrides))
             try:
-                check_sweep_job(validate(job_cfg))
+                typed = validate(job_cfg)
+                check_sweep_job(typed)
             except ConfigError as err:
                 raise ConfigError(f"Sweep job [{' '.join(overrides)}]: {err}") from None
+            backends.add(typed.train.backend.value)
             self._composed[tuple(overrides)] = job_cfg
+        check_one_backend(backends)

@@ -1,0 +1,51 @@
+"""Keras's backend for this process: set from train.backend before Keras loads, and checked after.
+
+Keras 3 reads KERAS_BACKEND once, at its first import, and a process cannot switch afterwards.
+So the entry points (run.main, experiment.run_experiment) call `use_backend` right after the
+config is validated and before anything imports Keras; a process that already has Keras with
+another backend (a notebook, a sweep that mixes backends) gets one clear error instead of a
+silent run on the wrong backend. Knows nothing of MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hydra.errors import CompactHydraException
+
+TENSORFLOW = "tensorflow"
+JAX = "jax"
+
+
+class BackendAlreadyLoaded(CompactHydraException):
+    """Keras was imported with another backend than the config asks for."""
+
+
+def loaded_backend() -> str | None:
+    """The backend of the Keras this process has imported, or None before its first import."""
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras is not None else None
+
+
+def use_backend(wanted: str) -> None:
+    """Make `wanted` the backend Keras loads with, or fail if Keras already runs another one.
+
+    The config decides, not an inherited KERAS_BACKEND (or ~/.keras/keras.json): the run's
+    train.backend param then always says what trained it.
+    """
+    loaded = loaded_backend()
+    if loaded is None:
+        os.environ["KERAS_BACKEND"] = wanted
+        return
+    if loaded != wanted:
+        raise BackendAlreadyLoaded(
+            f"train.backend={wanted}: this process already runs Keras on {loaded}, and Keras "
+            "cannot switch backends in a process. Run each backend in its own process: a "
+            "separate command (or one sweep per backend), or restart the notebook's kernel."
+        )
+
+
+def is_jax() -> bool:
+    """Whether the Keras of this process runs on JAX (once it is loaded)."""
+    return loaded_backend() == JAX

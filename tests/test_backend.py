@@ -1,0 +1,102 @@
+"""train.backend: Keras's backend is chosen once per process, and a mix is refused, clearly.
+
+A run on each installed backend, end to end, is tests/test_run.py's
+test_run_records_params_metrics_and_artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import mnist_exp
+from mnist_exp import backend
+from mnist_exp.config import ConfigError
+from mnist_exp.sweep import check_one_backend
+from tests.helpers import LEAKY_ENV, TINY, Store, assert_clean_error
+
+# This process trains on TensorFlow, as pytest imports Keras before any test runs.
+assert keras.backend.backend() == "tensorflow"
+
+
+def test_the_loaded_backend_is_kept_and_another_is_refused_naming_the_key(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    backend.use_backend("tensorflow")  # the one already loaded: nothing to do
+    with pytest.raises(backend.BackendAlreadyLoaded) as refused:
+        backend.use_backend("jax")
+    assert "train.backend=jax" in str(refused.value)
+    assert "already runs Keras on tensorflow" in str(refused.value)
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+
+
+def test_a_notebook_whose_keras_runs_another_backend_records_nothing(
+    monkeypatch, tmp_path, mnist_dir
+):
+    for name in LEAKY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MNIST_EXP_DATA_DIR", str(mnist_dir))
+    store = Store(tmp_path / "mlruns")
+    with pytest.raises(backend.BackendAlreadyLoaded, match="restart the notebook's kernel"):
+        mnist_exp.run_experiment(["train.backend=jax", *TINY, *store.overrides])
+    assert store.runs() == []
+
+
+def test_one_backend_per_sweep():
+    check_one_backend({"jax"})
+    with pytest.raises(ConfigError, match="this sweep mixes jax and tensorflow"):
+        check_one_backend({"tensorflow", "jax"})
+
+
+@pytest.mark.slow
+def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, store):
+    done = run_cli("-m", "train.backend=tensorflow,jax", *TINY, *store.overrides)
+    assert_clean_error(done, "train.backend: this sweep mixes jax and tensorflow",
+                       "sweep each backend separately")  # fmt: skip
+    assert "Training" not in done.stdout
+    assert store.runs() == []
+
+
+# Fits one model twice on JAX, with Keras 3.15's Python loop over steps_per_execution and with
+# jax_steps' scan, on 1610 training images: 50 full batches and a short one, 7 steps per call,
+# so calls of 7, a call that ends in the short batch, and one that starts the next epoch.
+SAME_STEPS = """
+import json, os
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+from mnist_exp import models, train
+from mnist_exp.config import DenseConfig, TrainConfig
+x = np.random.default_rng(0).random((2013, 28, 28, 1), dtype=np.float32)
+y = keras.utils.to_categorical(np.arange(2013) % 10, 10)
+out = {}
+for scanned in (False, True):
+    keras.utils.set_random_seed(1)
+    model = models.build_model(DenseConfig(hidden=16))
+    train.compile_model(model, TrainConfig(epochs=2, steps_per_execution=7), 1610)
+    if not scanned:  # Keras's own loop back
+        model.make_train_function = type(model).make_train_function.__get__(model)
+    history = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.2, verbose=0).history
+    weights = [w.tolist() for w in model.get_weights()]
+    out[str(scanned)] = {"history": history, "weights": weights,
+                         "scans": model.make_train_function.__name__}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
+)
+def test_on_jax_scanned_steps_train_exactly_as_keras_own_loop():
+    done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loop, scan = json.loads(done.stdout.strip().splitlines()[-1]).values()
+    assert scan["scans"] == "_make_scanned_train_function" != loop["scans"]
+    assert scan["history"] == loop["history"]
+    assert scan["weights"] == loop["weights"]
+    assert len(scan["history"]["loss"]) == 2
