@@ -16,7 +16,7 @@ def test_run_names_say_what_differs():
     assert name("model.hidden=64", "model.dropout=0.2") == "dense-h64-d0.2"
     assert name("model.layers=2") == "dense-h128x2"
     assert name("model=cnn") == "cnn-f32.64-k3-d0.5"
-    assert name("+experiment=best") == "cnn-f32.64x2-k3-bn-aug-d0.4"
+    assert name("+experiment=best") == "cnn-f32.64.128-k3-bn-aug-d0.4"
     assert name("train.learning_rate=0.01", "seed=3") == "dense-h128 learning_rate=0.01 seed=3"
 
 

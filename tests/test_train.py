@@ -17,9 +17,10 @@ from mnist_exp.config import (
     Optimizer,
     Precision,
     TrainConfig,
+    TTAConfig,
     Xla,
 )
-from mnist_exp.models import build_model
+from mnist_exp.models import augmentation, build_model
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,27 @@ def test_optimizers_keep_their_name_in_a_process_that_compiles_several_models():
         train.compile_model(model, TrainConfig(), 1000)
         names.append(model.optimizer.name)
     assert names == ["adam", "adam"]
+
+
+def test_test_time_augmentation_averages_the_image_and_its_transformed_copies(small):
+    model, _ = fit_once(small, TrainConfig(epochs=1), CNNConfig(filters=[8], dense=16))
+    plain_scores, plain = train.evaluate(model, small)
+    assert train.evaluate(model, small, TTAConfig(rotation=10))[0] == plain_scores
+
+    tta = TTAConfig(rotation=10, translation=0.1, zoom=0.1, copies=3)
+    train.set_seed(7)
+    scores, probabilities = train.evaluate(model, small, tta)
+    # The same copies again, made by hand: the mean of the image's and its copies' softmax.
+    train.set_seed(7)
+    transform = keras.Sequential(augmentation(tta))
+    copies = [model(transform(small.x_test, training=True), training=False) for _ in range(3)]
+    expected = (plain + sum(np.asarray(c) for c in copies)) / 4
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(probabilities, plain)  # the copies differ from the image
+    assert scores["test_accuracy_plain"] == plain_scores["test_accuracy"]
+    assert scores["test_accuracy"] == pytest.approx(
+        np.mean(probabilities.argmax(1) == small.y_test_cat.argmax(1))
+    )
 
 
 def test_confusion_matrix_counts_true_digit_by_predicted_digit():

@@ -130,6 +130,14 @@ class AugmentConfig:
 
 
 @dataclass
+class TTAConfig(AugmentConfig):  # test-time augmentation
+    # The test images' probabilities averaged over the image itself and this many randomly
+    # transformed copies of it (the transforms above); 0 = off. test_accuracy is then this
+    # average's, and test_accuracy_plain the image's own; the logged model predicts plainly.
+    copies: int = bounds(0, lo=0, hi=100)
+
+
+@dataclass
 class CNNConfig(ModelConfig):
     family: str = "cnn"
     filters: list[int] = field(default_factory=lambda: [32, 64])  # one conv block per entry
@@ -160,6 +168,7 @@ class TrainConfig:
     validation_split: float = bounds(0.2, lo=0.0, hi=1.0, hi_open=True)
     lr_schedule: LRSchedule = LRSchedule.constant
     warmup_epochs: float = bounds(1.0, lo=0.0, hi=1000.0)  # of lr_schedule=warmup_cosine
+    test_time_augment: TTAConfig = field(default_factory=TTAConfig)
     # s: train towards 1 - s + s/10 on the true digit and s/10 on each other one, not 1 and 0,
     # so the model gains nothing from ever more certain answers on the digits it already gets
     # right. The per-epoch loss and val_loss include it; test_loss is plain cross-entropy.

@@ -194,11 +194,13 @@ def train_and_log(
         outage.wait_if_away()
         if fitted.resumed_from:
             tracking.log_missing_epochs(fitted.history, fitted.resumed_from)
-        scores, probabilities = train.evaluate(model, prepared)
+        scores, probabilities = train.evaluate(model, prepared, typed.train.test_time_augment)
         metrics = {**scores, "fit_seconds": fitted.seconds}
+        plain = scores.get("test_accuracy_plain")
+        plain = "" if plain is None else f" (test-time augmented; without: {plain:.4f})"
         log.info(
-            "Done: test_accuracy=%.4f test_loss=%.4f fit %.1fs. Run: %s",
-            scores["test_accuracy"], scores["test_loss"], fitted.seconds, tracking.run_link(run),
+            "Done: test_accuracy=%.4f%s test_loss=%.4f fit %.1fs. Run: %s", scores["test_accuracy"],
+            plain, scores["test_loss"], fitted.seconds, tracking.run_link(run),
         )  # fmt: skip
         trained = outcome.Outcome(
             metrics=metrics,

@@ -12,10 +12,18 @@ import numpy as np
 from hydra.errors import CompactHydraException
 
 from mnist_exp.checkpoint import Checkpoint
-from mnist_exp.config import NUM_CLASSES, LRSchedule, Precision, TrainConfig, Xla
+from mnist_exp.config import (
+    NUM_CLASSES,
+    LRSchedule,
+    Precision,
+    TrainConfig,
+    TTAConfig,
+    Xla,
+)
 from mnist_exp.data import Prepared
 from mnist_exp.hardware import precision_here
 from mnist_exp.jax_steps import scan_train_steps
+from mnist_exp.models import augmentation
 
 
 @dataclass(frozen=True)
@@ -232,23 +240,42 @@ def fit(
     return FitResult(keeper.history, before + seconds, keeper.resumed_from)
 
 
-def evaluate(model: keras.Model, data: Prepared) -> tuple[dict[str, float], np.ndarray]:
+def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Probabilities, calling the model on batches: predict() traces a function for every new
+    model, which in a sweep of small models took longer than the pass itself."""
+    batches = [
+        keras.ops.convert_to_numpy(model(images[start : start + 1024], training=False))
+        for start in range(0, len(images), 1024)
+    ]
+    return np.concatenate(batches).astype(np.float32)
+
+
+def evaluate(
+    model: keras.Model, data: Prepared, tta: TTAConfig | None = None
+) -> tuple[dict[str, float], np.ndarray]:
     """Test loss and accuracy, and the per-image probabilities they come from.
 
-    One pass over the test set, calling the model on batches: model.evaluate() followed by
-    predict() would run it twice, and predict() traces a function for every new model, which in a
-    sweep of small models took longer than the pass itself. The loss and accuracy are Keras's
-    own, as compile() uses them.
+    One pass over the test set (model.evaluate() and then predict() would run it twice); the
+    loss and accuracy are Keras's own, as compile() uses them. With test-time augmentation the
+    probabilities are the mean over each image and `tta.copies` randomly transformed copies,
+    and test_accuracy_plain / test_loss_plain are the image's own.
     """
-    batches = [
-        keras.ops.convert_to_numpy(model(data.x_test[start : start + 1024], training=False))
-        for start in range(0, len(data.x_test), 1024)
-    ]
-    probabilities = np.concatenate(batches).astype(np.float32)
-    loss = keras.losses.categorical_crossentropy(data.y_test_cat, probabilities)
-    correct = keras.metrics.categorical_accuracy(data.y_test_cat, probabilities)
-    scores = {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(correct))}
-    return scores, probabilities
+
+    def scores(probabilities: np.ndarray, suffix: str = "") -> dict[str, float]:
+        loss = keras.losses.categorical_crossentropy(data.y_test_cat, probabilities)
+        correct = keras.metrics.categorical_accuracy(data.y_test_cat, probabilities)
+        return {f"test_loss{suffix}": float(np.mean(loss)),
+                f"test_accuracy{suffix}": float(np.mean(correct))}  # fmt: skip
+
+    plain = predict(model, data.x_test)
+    if tta is None or not tta.copies:
+        return scores(plain), plain
+    transform = keras.Sequential(augmentation(tta))
+    total = plain.copy()
+    for _ in range(tta.copies):
+        total += predict(model, keras.ops.convert_to_numpy(transform(data.x_test, training=True)))
+    probabilities = total / (tta.copies + 1)
+    return {**scores(probabilities), **scores(plain, "_plain")}, probabilities
 
 
 def confusion_matrix(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
