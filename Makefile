@@ -32,7 +32,7 @@ baseline: data  ## the tutorial's network, tracked in MLflow
 cnn: data  ## the Conv2D/MaxPooling network, trained as the tutorial trains
 	$(PY) -m mnist_exp.run +experiment=cnn
 
-best: data  ## the best recipe found: 99.64% test accuracy in 17 minutes on 2 CPU cores (bf16)
+best: data  ## the best recipe found: >= 99.6% test accuracy in about 4.5 minutes on 2 CPU cores (float32)
 	$(PY) -m mnist_exp.run +experiment=best
 
 sweep: data  ## hidden-layer width sweep: one parent run, five child runs
