@@ -23,7 +23,7 @@ SWEEP = ["-m", "tracking=server", "model.hidden=8,16", "data.limit_train=1000",
 
 # The long outage is one longer than this, not the default 90 s, to keep the suite quick; a
 # restart (30-60 s on a loaded 2-core machine) gets the default.
-PATIENCE = 20
+PATIENCE = 10
 
 
 def start_sweep(uri: str, tmp_path, mnist_dir, patience: int | None = None) -> subprocess.Popen:
