@@ -15,14 +15,12 @@ help:  ## list the everyday commands (this)
 
 setup: $(STAMP)  ## create .venv and install the project (every target does this first)
 
-# --no-compile: byte-compiling all 19 000 files of the 4 GB took ~50 s of a fresh set-up; Python
-# compiles the few it imports on first use instead.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else "mnist-exp needs Python 3.10-3.13 (hydra-core 1.3); set PYTHON=python3.12 or similar")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing mnist-exp and its dependencies into $(VENV) (2-3 minutes, about 4 GB)..."
-	$(PY) -m pip install --no-compile -e '.[dev,ray,notebook,postgres,jax]'
+	$(PY) -m pip install -e '.[dev,ray,notebook,postgres,jax]'
 	@touch $@
 
 data: setup  ## fetch MNIST into data/ and verify its checksums
