@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5000
 NOTEBOOK_PORT ?= 8888
+TEST_WORKERS ?= 2
 
 .PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server notebook test test-fast bench bench-sweep lint format clean
 
@@ -69,11 +70,13 @@ sweep-parallel: data  ## a sweep 2 jobs at a time, logged through a server this 
 team: data  ## the team setup on this machine: PostgreSQL, an MLflow server on it, a Ray head, a sweep
 	$(PY) -m mnist_exp.team $(if $(ARGS),-- $(ARGS))
 
-test: setup  ## the whole suite, slow tests included (what CI runs)
-	$(PY) -m pytest
+# Two workers (pytest-xdist) by default, as on the 2-core CI machine: TEST_WORKERS=auto for one
+# per core, TEST_WORKERS=0 for one process. The data is fetched first, once, not by each worker.
+test: data  ## the whole suite, slow tests included (what CI runs)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-test-fast: setup  ## skip the tests that train or sweep
-	$(PY) -m pytest -m "not slow"
+test-fast: data  ## skip the tests that train or sweep
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 bench: data  ## tutorial code vs mnist_exp.run (TensorFlow, and JAX for the dense net), then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
@@ -91,4 +94,4 @@ format: setup  ## ruff: fix what it can and format
 	$(VENV)/bin/ruff format .
 
 clean:  ## remove the venv, caches and Hydra outputs; keeps data/ and the MLflow store
-	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache outputs multirun src/*.egg-info

