@@ -56,11 +56,16 @@ BACKENDS = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_run_records_params_metrics_and_artifacts(run_cli, store, mnist, backend):
+def test_run_records_params_metrics_and_artifacts(run_cli, store, mnist, backend, tmp_path):
     small = ["data.limit_train=2000", "data.limit_test=500", "train.epochs=2"]
     chosen = [] if backend == "tensorflow" else [f"train.backend={backend}"]  # the default
-    done = run_cli(*chosen, *small, *store.overrides)
+    compiled = tmp_path / "jax-cache"  # JAX's persistent compilation cache, here, not .cache/jax
+    done = run_cli(*chosen, *small, *store.overrides,
+                   env={"JAX_COMPILATION_CACHE_DIR": str(compiled)})  # fmt: skip
     assert done.returncode == 0, done.stdout
+    # The steps XLA compiled are kept for the next run and job of these shapes (JAX only).
+    kept = {path.name.split("-")[0] for path in compiled.glob("*")}
+    assert {"jit_scanned", "jit_test_step"} <= kept if backend == "jax" else not kept, kept
     assert "MNIST loaded from cache" in done.stdout
     assert "test_accuracy=" in done.stdout and "/runs/" in done.stdout
     assert f"Keras on {backend}" in done.stdout
