@@ -18,6 +18,7 @@ from mnist_exp.search_space import CNN_HEAD_WIDTHS, DENSE_WIDTHS, extremes, pars
 from mnist_exp.search_trial import PRUNED_TAG, TRIAL_TAG
 from mnist_exp.server import tracking_server
 from mnist_exp.study import INTERRUPTED_ATTR
+from mnist_exp.tracking import PARENT_TAG
 from tests.helpers import (
     TINY,
     artifact_text,
@@ -99,11 +100,13 @@ def test_search_runs_seeded_conditional_trials_as_child_runs_and_keeps_its_verdi
     study = study_of(parent, f"sqlite:///{store.root}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
 
-    # The same command again: the study already holds its 3 trials, so nothing trains.
+    # The same command again: the study already holds its 3 trials, so nothing trains; as in a
+    # re-run sweep, the new parent run lists the 3 trial runs as skipped.
     again = run_cli(*SEARCH, "hydra.sweeper.n_trials=3", *store.overrides)
     assert again.returncode == 0, again.stdout
     assert "3 of 3 trials done, 0 to go" in again.stdout
-    assert len(store.runs()) == 4
+    assert "0 finished, 0 failed, 0 killed, 3 skipped" in again.stdout
+    assert len([r for r in store.runs() if TRIAL_TAG in r.data.tags]) == 3
 
 
 @pytest.mark.slow
@@ -120,7 +123,7 @@ def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool
         assert [m.step for m in history] == [0]  # the first epoch, kept; no second one
     study = study_of(parent, f"sqlite:///{store.root}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
-    assert [list(t.intermediate_values) for t in study.trials] == [[0], [0]]
+    assert [list(t.intermediate_values) for t in study.trials] == [[1], [1]]  # epochs trained
 
     compared = run_tool("compare", "--out", str(store.root / "compare"), store=store)
     assert compared.returncode == 0, compared.stderr
@@ -168,10 +171,14 @@ def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist
     if sig == signal.SIGKILL:  # nothing could tell the study: the rerun finds the trial RUNNING
         assert "1 trial(s) left running by an interrupted search will run again" in again.stdout
     assert "1 of 3 trials done, 2 to go" in again.stdout
-    assert "2 finished, 0 failed, 0 killed, 0 skipped" in again.stdout, again.stdout[-3000:]
+    # Trial 0's run, done before the interrupt, is linked to the new parent as a skipped job.
+    assert "2 finished, 0 failed, 0 killed, 1 skipped" in again.stdout, again.stdout[-3000:]
     trials = [r for r in store.runs() if TRIAL_TAG in r.data.tags]
     by_number = {r.data.tags[TRIAL_TAG]: r for r in trials}
     assert len(trials) == 4  # trial 0 was not trained again
+    (new_parent,) = {r.data.tags[PARENT_TAG] for r in trials if r.data.tags[TRIAL_TAG] == "3"}
+    assert by_number["0"].data.tags[f"in_sweep.{new_parent}"] == "skipped"
+    assert not any(k.startswith("in_sweep.") for k in by_number["1"].data.tags)  # not done
     # A killed process records nothing: the rerun ends its run FAILED as an orphan.
     lost = "KILLED" if sig == signal.SIGINT else "FAILED"
     assert [by_number[n].info.status for n in "0123"] == ["FINISHED", lost, "FINISHED",

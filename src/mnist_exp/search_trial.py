@@ -2,7 +2,7 @@
 and stopped at an epoch's end when the pruner says it cannot win.
 
 The sweeper asks the study for a trial and hands its job the study's storage, name and the
-trial's id as `hydra.sweeper.*` keys; the pruner's settings travel the same way, in the job's
+trial's number as `hydra.sweeper.*` keys; the pruner's settings travel the same way, in the job's
 own copy of `hydra.sweeper.pruner` (Optuna does not keep the pruner in the storage).
 """
 
@@ -35,15 +35,18 @@ class PrunedTrial(Exception):
 
 def job_trial(sweeper: DictConfig) -> Any | None:
     """This job's live trial, or None when the job is not part of a search."""
-    if sweeper.get("trial_id") is None:
+    if sweeper.get("trial_number") is None:
         return None
     import optuna
     from hydra.utils import instantiate
 
-    from mnist_exp.study import load_study
+    from mnist_exp.study import live_trial, open_storage
 
-    study = load_study(sweeper.storage, sweeper.study_name, instantiate(sweeper.pruner))
-    return optuna.trial.Trial(study, sweeper.trial_id)
+    storage = open_storage(sweeper.storage)
+    # Optuna does not keep the pruner in the storage, so the job brings its own.
+    pruner = instantiate(sweeper.pruner)
+    study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
+    return live_trial(study, storage, sweeper.trial_number)
 
 
 def trial_tags(trial: Any | None) -> dict[str, str]:
@@ -64,8 +67,11 @@ def pruning_callback(trial: Any) -> Any:
 
     class Pruning(KerasPruningCallback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            # Reported at step = epochs trained (Keras counts from 0): the pruners' resources
+            # are then epochs, so SuccessiveHalving's and Hyperband's min_resource=1 judge a
+            # trial after its first epoch, not its second.
             try:
-                super().on_epoch_end(epoch, logs)
+                super().on_epoch_end(epoch + 1, logs)
             except optuna.TrialPruned:
                 raise PrunedTrial(epoch + 1) from None
 

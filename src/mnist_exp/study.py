@@ -55,11 +55,14 @@ def open_storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine)
 
 
-def load_study(storage: str, study_name: str, pruner: Any) -> Any:
-    """The study as a job sees it. Optuna does not store the pruner, so the job brings its own."""
+def live_trial(study: Any, storage: Any, number: int) -> Any:
+    """Trial `number` of the study, to report epochs to or to mark. An Optuna Trial is built from
+    the storage's id for it, which the storage's public API looks up by study and number."""
     import optuna
 
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=pruner)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    return optuna.trial.Trial(study, trial_id)
 
 
 def counted(trial: Any) -> bool:
@@ -71,7 +74,7 @@ def counted(trial: Any) -> bool:
     return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED_ATTR)
 
 
-def give_back(study: Any, trial_number: int) -> None:
+def give_back(study: Any, storage: Any, trial_number: int) -> None:
     """A trial whose job was interrupted: failed, marked so, and its params queued to run first
     next time, so an interrupted search repeats only the trials that were under way."""
     from optuna.trial import TrialState
@@ -79,19 +82,42 @@ def give_back(study: Any, trial_number: int) -> None:
     trial = study.trials[trial_number]
     if trial.state != TrialState.RUNNING:
         return
-    study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+    live_trial(study, storage, trial_number).set_user_attr(INTERRUPTED_ATTR, True)
     study.tell(trial_number, state=TrialState.FAIL)
     study.enqueue_trial(trial.params, skip_if_exists=False)
 
 
-def recover_interrupted(study: Any) -> int:
+def recover_interrupted(study: Any, storage: Any) -> int:
     """Give back the trials a crashed search left RUNNING; how many there were."""
     from optuna.trial import TrialState
 
     stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     for number in stale:
-        give_back(study, number)
+        give_back(study, storage, number)
     return len(stale)
+
+
+def link_earlier_trials(study: Any, parent_run_id: str) -> int:
+    """A continued search has a new parent run; the runs of the trials already done (finished or
+    pruned) are linked to it as a re-run sweep links the jobs it skipped (tracking.note_skipped),
+    so its summary and `compare` cover the whole study. How many were linked."""
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    from mnist_exp import tracking
+    from mnist_exp.search_trial import STUDY_TAG, TRIAL_TAG
+
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = {str(t.number) for t in study.get_trials(deepcopy=False, states=ended)}
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment_id], f"tags.{STUDY_TAG} = '{study.study_name}'",
+                              max_results=10_000)  # fmt: skip
+    earlier = [r for r in runs if r.data.tags.get(TRIAL_TAG) in done
+               and r.data.tags.get(tracking.PARENT_TAG) != parent_run_id]  # fmt: skip
+    for run in earlier:
+        tracking.note_skipped(run.info.run_name, run.info.run_id)
+    return len(earlier)
 
 
 def results(study: Any) -> dict[str, Any]:

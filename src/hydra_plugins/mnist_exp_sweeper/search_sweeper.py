@@ -3,7 +3,7 @@
 hydra-optuna-sweeper asks for a batch of trials, waits for the whole batch, and never hands a job
 its trial, so a job cannot report its epochs and nothing can be pruned (hydra#1954). This one
 asks for one trial whenever a slot is free, validates the trial's config, hands the job its trial
-(storage, study name, trial id: `hydra.sweeper.*`) and launches it on its own; the job reports
+(storage, study name, trial number: `hydra.sweeper.*`) and launches it on its own; the job reports
 val_accuracy per epoch and stops when the pruner says so (mnist_exp.search_trial). With
 `hydra/launcher=parallel` each slot is a thread that launches one job at a time, so a pruned
 trial's worker starts the next trial while the other is still training.
@@ -50,7 +50,7 @@ class MedianPrunerConf:
     _target_: str = "optuna.pruners.MedianPruner"
     # Trials trained to the end before any is pruned: the median must stand on something.
     n_startup_trials: int = 5
-    n_warmup_steps: int = 0  # epochs every trial trains before it may be pruned, minus one
+    n_warmup_steps: int = 0  # epochs every trial trains before it may be pruned (at least 1)
     interval_steps: int = 1
     n_min_trials: int = 1  # trials that must have reached an epoch before it can prune there
 
@@ -66,7 +66,7 @@ class HyperbandPrunerConf:
 @dataclass
 class SuccessiveHalvingPrunerConf:
     _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
-    min_resource: Any = "auto"
+    min_resource: Any = 1  # epochs before the first cut ("auto": from the first finished trial)
     reduction_factor: int = 4
     min_early_stopping_rate: int = 0
 
@@ -96,7 +96,7 @@ class SearchSweeperConf:
     study_name: str | None = None  # None: named after the search, so a rerun continues it
     params: dict[str, str] | None = None  # key: Hydra sweep syntax (interval, choice, range)
     custom_search_space: str | None = None  # a function(cfg, trial) for conditional params
-    trial_id: int | None = None  # set by the sweeper for each job: the trial it trains
+    trial_number: int | None = None  # set by the sweeper for each job: the trial it trains
 
 
 _store = ConfigStore.instance()
@@ -160,7 +160,7 @@ class SearchSweeper(Sweeper):
             direction="maximize",  # val_accuracy (mnist_exp.sweep.OBJECTIVE)
             load_if_exists=True,
         )
-        if given_back := study.recover_interrupted(self.study):
+        if given_back := study.recover_interrupted(self.study, storage):
             log.info("%d trial(s) left running by an interrupted search will run again", given_back)
         done = sum(study.counted(t) for t in self.study.get_trials(deepcopy=False))
         remaining = max(0, self.n_trials - done)
@@ -168,6 +168,9 @@ class SearchSweeper(Sweeper):
         log.info("Study '%s' in %s: %d of %d trials done, %d to go, %d at a time, pruner %s",
                  self.study_name, self.storage, done, self.n_trials, remaining, n_jobs,
                  type(self.pruner).__name__)  # fmt: skip
+        parent = os.environ.get(PARENT_RUN_ENV)
+        if parent and done:
+            study.link_earlier_trials(self.study, parent)
         sweep_dir = Path(cfg.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
@@ -180,9 +183,8 @@ class SearchSweeper(Sweeper):
             self._run(remaining, n_jobs)
         except BaseException:
             for trial in self.running.values():
-                study.give_back(self.study, trial.number)
+                study.give_back(self.study, storage, trial.number)
             raise
-        parent = os.environ.get(PARENT_RUN_ENV)
         if parent:
             summary = study.log_to_parent(self.study, parent, sweep_dir, self.storage)
             log.info("Best so far: %s", {k: v for k, v in summary.items() if k != "name"})
@@ -246,7 +248,7 @@ class SearchSweeper(Sweeper):
             raise
         return trial, [*self.fixed, *job, f"hydra.sweeper.storage='{self.storage}'",
                        f"hydra.sweeper.study_name='{self.study_name}'",
-                       f"hydra.sweeper.trial_id={trial._trial_id}"]  # fmt: skip
+                       f"hydra.sweeper.trial_number={trial.number}"]  # fmt: skip
 
     def _launch(self, trial: Any, job: list[str]) -> Any:
         (returned,) = self.launcher.launch([job], initial_job_idx=trial.number)
