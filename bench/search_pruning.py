@@ -1,13 +1,13 @@
 """What pruning saves: the same Optuna search with and without a pruner, side by side.
 
     .venv/bin/python bench/search_pruning.py                     # 20 trials, 3 epochs, full MNIST
-    .venv/bin/python bench/search_pruning.py --trials 6 --epochs 2 --pruner hyperband
+    .venv/bin/python bench/search_pruning.py --trials 6 --epochs 2 --pruners hyperband
 
-Both searches are `+experiment=optuna_search` with the same sampler seed, one trial at a time,
-into a fresh local store each; the only difference is `hydra/sweeper/pruner` (none vs median by
-default). Reports the total epochs trained (from each trial's val_accuracy curve in MLflow), the
-wall time of the whole command and the study's best validation accuracy. Appends to
-bench/RESULTS.md. Takes 20-40 minutes on 2 cores.
+Every search is `+experiment=optuna_search` with the same sampler seed, one trial at a time, into a
+fresh local store each; the only difference is `hydra/sweeper/pruner` (none, then each of
+--pruners: median and successive_halving by default). Reports the total epochs trained (from each
+trial's val_accuracy curve in MLflow), the wall time of the whole command and the study's best
+validation accuracy. Appends to bench/RESULTS.md. Takes 30-60 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -59,7 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--pruner", default="median", help="hydra/sweeper/pruner to compare")
+    parser.add_argument(
+        "--pruners",
+        nargs="+",
+        default=["median", "successive_halving"],
+        help="hydra/sweeper/pruner choices to compare with none",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="more overrides for both searches, for a "
                         "check (data.limit_train=1000): then nothing is appended")  # fmt: skip
@@ -68,7 +73,7 @@ def main() -> None:
     print(cpu_line(), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for pruner in ("none", args.pruner):
+        for pruner in ("none", *args.pruners):
             print(f"pruner={pruner}: {args.trials} trials, {args.epochs} epochs ...", flush=True)
             result = search(pruner, args.trials, args.epochs, Path(tmp) / pruner, args.overrides)
             print(f"  {result}", flush=True)
@@ -76,9 +81,10 @@ def main() -> None:
     base = rows[0][1]
     table = [
         f"\n## Search with and without pruning\n\n`bench/search_pruning.py --trials {args.trials} "
-        f"--epochs {args.epochs} --pruner {args.pruner}` on {datetime.now():%Y-%m-%d %H:%M}, "
+        f"--epochs {args.epochs} --pruners {' '.join(args.pruners)}` on "
+        f"{datetime.now():%Y-%m-%d %H:%M}, "
         f"{cpu_line()} `+experiment=optuna_search` (TPE seed 42, full MNIST, one trial at a time, "
-        "local store), once with `hydra/sweeper/pruner=none` and once with the pruner.\n",
+        "local store), once with `hydra/sweeper/pruner=none` and once with each pruner.\n",
         "| pruner | trials | pruned | epochs trained | wall s | wall ÷ no pruning | "
         "best val acc | Δ best (pp) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
