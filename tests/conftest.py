@@ -10,17 +10,10 @@ from mnist_exp import data
 from mnist_exp.config import default_config
 from tests.helpers import TINY, Store, cli_env, hydra_dirs, run_module
 
-# The files of the longest tests (one to two and a half minutes each, servers and sweeps),
-# handed out first, so that two workers finish together rather than one waiting on the other.
-LONGEST_FIRST = ("test_team.py", "test_outage.py", "test_parallel.py", "test_search.py")
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`): the longest tests go out first, and the tests that read
-    the shared tiny sweep all run on one worker, so it is trained once rather than once per
-    worker."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest in order
+    """Under pytest-xdist (`make test`), the tests that read the shared tiny sweep all run on one
+    worker, so it is trained once rather than once per worker."""
     for item in items:
         if "tiny_sweep" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
