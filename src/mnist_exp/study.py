@@ -97,10 +97,10 @@ def recover_interrupted(study: Any, storage: Any) -> int:
     return len(stale)
 
 
-def link_earlier_trials(study: Any, parent_run_id: str) -> int:
+def link_earlier_trials(study: Any, parent_run_id: str) -> None:
     """A continued search has a new parent run; the runs of the trials already done (finished or
     pruned) are linked to it as a re-run sweep links the jobs it skipped (tracking.note_skipped),
-    so its summary and `compare` cover the whole study. How many were linked."""
+    so its summary and `compare` cover the whole study."""
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
@@ -117,7 +117,6 @@ def link_earlier_trials(study: Any, parent_run_id: str) -> int:
                and r.data.tags.get(tracking.PARENT_TAG) != parent_run_id]  # fmt: skip
     for run in earlier:
         tracking.note_skipped(run.info.run_name, run.info.run_id)
-    return len(earlier)
 
 
 def results(study: Any) -> dict[str, Any]:
