@@ -109,6 +109,20 @@ def test_search_runs_seeded_conditional_trials_as_child_runs_and_keeps_its_verdi
     assert len([r for r in store.runs() if TRIAL_TAG in r.data.tags]) == 3
 
 
+def test_the_pruning_callback_cuts_between_epochs_but_never_after_the_last():
+    from mnist_exp.search_trial import PrunedTrial, pruning_callback
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(1.01))
+    cut, last = (pruning_callback(study.ask()) for _ in range(2))
+    for callback in (cut, last):
+        callback.set_params({"epochs": 2})
+    with pytest.raises(PrunedTrial) as pruned:
+        cut.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert pruned.value.epoch == 1
+    last.on_epoch_end(1, {"val_accuracy": 0.5})  # the second of 2 epochs: nothing left to save
+    assert [t.intermediate_values for t in study.trials] == [{1: 0.5}, {2: 0.5}]
+
+
 @pytest.mark.slow
 def test_a_pruned_trial_is_a_killed_run_with_its_partial_curve(run_cli, run_tool, store):
     done = run_cli(*SEARCH, *PRUNE_ALL, "hydra.sweeper.n_trials=2", *store.overrides)

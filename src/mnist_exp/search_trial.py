@@ -56,7 +56,8 @@ def trial_tags(trial: Any | None) -> dict[str, str]:
 
 
 def pruning_callback(trial: Any) -> Any:
-    """optuna-integration's Keras callback, raising our PrunedTrial so the run records the epoch.
+    """optuna-integration's Keras callback, raising our PrunedTrial so the run records the epoch;
+    never after the last epoch.
 
     Goes after MLflow's callback in the list, so the pruned epoch's metrics are logged first.
     """
@@ -70,9 +71,13 @@ def pruning_callback(trial: Any) -> Any:
             # Reported at step = epochs trained (Keras counts from 0): the pruners' resources
             # are then epochs, so SuccessiveHalving's and Hyperband's min_resource=1 judge a
             # trial after its first epoch, not its second.
+            trained = epoch + 1
             try:
-                super().on_epoch_end(epoch + 1, logs)
+                super().on_epoch_end(trained, logs)
             except optuna.TrialPruned:
-                raise PrunedTrial(epoch + 1) from None
+                # After the last epoch a cut saves nothing and would record a trial that
+                # trained in full as pruned: it completes, with its last epoch reported.
+                if trained < self.params.get("epochs", trained + 1):
+                    raise PrunedTrial(trained) from None
 
     return Pruning(trial, OBJECTIVE)
