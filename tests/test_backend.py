@@ -65,18 +65,23 @@ def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, 
 # Fits one model twice on JAX, with Keras 3.15's Python loop over steps_per_execution and with
 # jax_steps' scan, on 1610 training images: 50 full batches and a short one, 7 steps per call,
 # so calls of 7, a call that ends in the short batch, and one that starts the next epoch.
+# First the model is built after our seeding, which must not import TensorFlow (seconds of a JAX
+# run's start-up), then after Keras's own.
 SAME_STEPS = """
-import json, os
+import json, os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import keras, numpy as np
 from mnist_exp import models, train
 from mnist_exp.config import DenseConfig, TrainConfig
+train.set_seed(1)
+out = {"ours": [w.tolist() for w in models.build_model(DenseConfig(hidden=16)).get_weights()],
+       "tensorflow": "tensorflow" in sys.modules}
 x = np.random.default_rng(0).random((2013, 28, 28, 1), dtype=np.float32)
 y = keras.utils.to_categorical(np.arange(2013) % 10, 10)
-out = {}
 for scanned in (False, True):
     keras.utils.set_random_seed(1)
     model = models.build_model(DenseConfig(hidden=16))
+    out.setdefault("keras", [w.tolist() for w in model.get_weights()])
     train.compile_model(model, TrainConfig(epochs=2, steps_per_execution=7), 1610)
     if not scanned:  # Keras's own loop back
         model.make_train_function = type(model).make_train_function.__get__(model)
@@ -92,10 +97,13 @@ print(json.dumps(out))
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
 )
-def test_on_jax_scanned_steps_train_exactly_as_keras_own_loop():
+def test_on_jax_our_seeding_and_scanned_steps_match_keras_own():
     done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    loop, scan = json.loads(done.stdout.strip().splitlines()[-1]).values()
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ours"] == out["keras"]  # the same initial weights from the same seed
+    assert out["tensorflow"] is False
+    loop, scan = out["False"], out["True"]
     assert scan["scans"] == "_make_scanned_train_function" != loop["scans"]
     assert scan["history"] == loop["history"]
     assert scan["weights"] == loop["weights"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -62,7 +63,19 @@ def set_precision(precision: Precision) -> Precision:
 
 def set_seed(seed: int) -> None:
     """Seeds Python, NumPy and the backend, so a config hash means one reproducible run."""
-    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    # keras.utils.set_random_seed imports TensorFlow whenever it is installed, only to seed it:
+    # seconds of start-up for a JAX run, which never uses it. The rest of what it does:
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, None)  # remade from the seed
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class LearningRateInLogs(keras.callbacks.Callback):
