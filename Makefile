@@ -80,7 +80,7 @@ test-fast: data  ## skip the tests that train or sweep
 
 bench: data  ## tutorial code vs mnist_exp.run (TensorFlow, and JAX for the dense net), then quick look + quick sweep overhead (~15 min); writes bench/RESULTS.md
 	$(PY) bench/bench.py
-	$(PY) bench/overhead.py
+	$(PY) bench/overhead.py --backends tensorflow jax
 
 bench-sweep: data  ## sweep throughput, one job at a time vs two (~5 min); appends to bench/RESULTS.md
 	$(PY) bench/sweep_throughput.py

@@ -8,7 +8,9 @@ whose time from process start to TensorFlow imported is the start-up yardstick; 
 look `mnist_exp.run data.limit_train=5000 train.epochs=2`; (c) the sweep
 `-m model.hidden=8,16,24,32,40,48` of it. Start-up is process start to the first fit's first
 step (from the epoch metrics' timestamps); overhead per job is (wall - start-up - sum of fits) /
-jobs. --baseline-python runs (b) and (c) with another checkout's code too, for a before/after.
+jobs. --baseline-python runs (b) and (c) with another checkout's code too, for a before/after;
+--backends tensorflow jax runs them on each Keras backend (JAX's runs import no TensorFlow before
+their first step).
 Appends to bench/RESULTS.md.
 """
 
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import product
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-python", help="another checkout's python, run as 'before'")
+    parser.add_argument("--backends", nargs="+", default=["tensorflow"],
+                        choices=["tensorflow", "jax"])  # fmt: skip
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
     cache = Path(default_config().data.cache_dir) / "mnist.npz"
@@ -104,12 +109,15 @@ def main() -> None:
             print(f"round {round_}: tutorial code ...", flush=True)
             yardstick = tutorial(cache, env)
             rows.append(("(a) tutorial code, 5000 images, 2 epochs", round_, yardstick))
-            for suffix, python in pythons.items():
+            for (suffix, python), keras_backend in product(pythons.items(), args.backends):
+                on = "" if keras_backend == "tensorflow" else f", train.backend={keras_backend}"
                 for label, run_args in (("(b) quick look", QUICK), ("(c) 6-job sweep", SWEEP)):
-                    print(f"round {round_}: {label}{suffix} ...", flush=True)
+                    label = f"{label}{on}{suffix}"
+                    print(f"round {round_}: {label} ...", flush=True)
+                    run_args = [*run_args, f"train.backend={keras_backend}"]
                     result = ours(python, run_args, store, env)
                     result["vs_tf_import"] = result["startup"] - yardstick["tf_imported"]
-                    rows.append((label + suffix, round_, result))
+                    rows.append((label, round_, result))
                     print(f"  wall {result['wall']:.1f}s, fit {result['fit']:.1f}s", flush=True)
             yardstick["vs_tf_import"] = yardstick["startup"] - yardstick["tf_imported"]
 
