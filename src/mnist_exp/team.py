@@ -24,15 +24,23 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from mnist_exp import postgres
 from mnist_exp.cli import fail, stop_on_sigterm
 from mnist_exp.server import HOST, ServerError, free_port, run_command, tracking_server
 
 # Ray's single-node mode: every listener on 127.0.0.1 (otherwise Ray swaps 127.0.0.1 for the
-# machine's outward address), and no usage reports sent anywhere.
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# machine's outward address); no usage reports sent anywhere; and no 30 s "drain" when we stop
+# the head (it is for Serve's rolling upgrades: a sweep's head has nothing to drain).
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # fmt: skip
 DEFAULT_SWEEP = ["+experiment=hidden_sweep"]
+
+
+# `ray start` gives its raylet a fixed 30 s to join the head's GCS; on two busy cores (a sweep or
+# a test suite beside it) that is sometimes not enough, and a second try usually is.
+RAY_START_ATTEMPTS = 3
 
 
 @contextlib.contextmanager
@@ -45,36 +53,67 @@ def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterato
     ray = Path(sys.executable).parent / "ray"
     if not ray.exists():
         raise ServerError(f"{ray} not found: install the `ray` extra (`make setup`)")
-    address = f"{HOST}:{free_port()}"
-    # Ray keeps unix sockets in its temp dir, and their paths must stay short.
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, **RAY_ENV}
-    head = subprocess.Popen(
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        address = f"{HOST}:{free_port()}"
+        # Ray keeps unix sockets in its temp dir, and their paths must stay short.
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        with tempfile.TemporaryFile() as output:  # what the head says
+            head = _start_ray_head(ray, address, num_cpus, temp_dir, output)
+            try:
+                if _wait_for_ray_head(head, output, start_timeout):
+                    yield address
+                    return
+                exited, said = head.poll(), _read(output)
+            finally:
+                _stop_ray_head(head, temp_dir)
+        ended = f"not up after {start_timeout:.0f}s" if exited is None else f"exit code {exited}"
+        if "timed out during startup" not in said or attempt == RAY_START_ATTEMPTS:
+            last_lines = "\n".join(said.strip().splitlines()[-15:])
+            raise ServerError(f"the Ray head on {address} did not start ({ended}):\n{last_lines}")
+        print(f"The Ray head timed out during its start-up (a busy machine?); trying again "
+              f"({attempt + 1} of {RAY_START_ATTEMPTS})", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _start_ray_head(
+    ray: Path, address: str, num_cpus: int | None, temp_dir: str, output: IO[bytes]
+) -> subprocess.Popen:
+    return subprocess.Popen(
         [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}",
          f"--port={address.split(':')[1]}", f"--num-cpus={num_cpus or os.cpu_count()}",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, **RAY_ENV}, stdout=output, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )  # fmt: skip
+
+
+def _wait_for_ray_head(head: subprocess.Popen, output: IO[bytes], timeout: float) -> bool:
+    """Whether the head's node joined within `timeout` seconds (False: it exited, or is late).
+
+    `ray start` says "Ray runtime started" once its node has joined the cluster, which is when
+    a sweep can connect. (Asking `ray status` every second instead, a Python process each time,
+    took a core from the starting head: its raylet then missed Ray's 30 s more often than not.)
+    """
+    deadline = time.monotonic() + timeout
+    while "Ray runtime started" not in _read(output):
+        if head.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _read(output: IO[bytes]) -> str:
+    """All the head has written so far, read without moving the offset it writes at."""
+    return os.pread(output.fileno(), os.fstat(output.fileno()).st_size, 0).decode(errors="replace")
+
+
+def _stop_ray_head(head: subprocess.Popen, temp_dir: str) -> None:
+    head.send_signal(signal.SIGTERM)
     try:
-        deadline = time.monotonic() + start_timeout
-        # `ray status` answers (exit 0, "No cluster status") before the head's node has joined;
-        # a sweep that connects then fails with "No node info found". Ready is a node listed.
-        status = [str(ray), "status", "--address", address]
-        while (
-            " node_" not in subprocess.run(status, env=env, capture_output=True, text=True).stdout
-        ):
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise ServerError(f"the Ray head on {address} did not start")
-            time.sleep(1)
-        yield address
-    finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def runs_in_postgres(port: int) -> list[tuple[str, str, bool, int]]:

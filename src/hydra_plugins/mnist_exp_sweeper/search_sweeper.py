@@ -217,6 +217,7 @@ class SearchSweeper(Sweeper):
                 self._tell(trial, self._launch(trial, job))
                 self.running = {}
             return
+        self._connect_ray()
         with ThreadPoolExecutor(n_jobs, thread_name_prefix="trial-slot") as slots:
             try:
                 while remaining or self.running:
@@ -231,6 +232,16 @@ class SearchSweeper(Sweeper):
                 slots.shutdown(wait=False, cancel_futures=True)
                 _stop_joblib_workers()
                 raise
+
+    def _connect_ray(self) -> None:
+        """hydra-ray-launcher connects to Ray inside each launch(), checking and then calling
+        ray.init without a lock: two slots launching at once both call it, and the second fails
+        ("Perhaps you called ray.init twice"). Connected once here, the slots find Ray up."""
+        ray_cfg = getattr(self.launcher, "ray_cfg", None)
+        if ray_cfg is not None:
+            from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+
+            start_ray(ray_cfg.init)
 
     def _ask(self) -> tuple[Any, list[str]]:
         from mnist_exp.config import ConfigError
