@@ -65,17 +65,24 @@ def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, 
 # Fits one model twice on JAX, with Keras 3.15's Python loop over steps_per_execution and with
 # jax_steps' scan, on 1610 training images: 50 full batches and a short one, 7 steps per call,
 # so calls of 7, a call that ends in the short batch, and one that starts the next epoch.
-# First the model is built after our seeding, which must not import TensorFlow (seconds of a JAX
-# run's start-up), then after Keras's own.
+# First the model is built after our seeding and logged to MLflow, neither of which may import
+# TensorFlow (seconds of a JAX run's CPU), then built after Keras's own seeding.
 SAME_STEPS = """
-import json, os, sys
+import json, os, sys, tempfile
 os.environ["KERAS_BACKEND"] = "jax"
-import keras, numpy as np
-from mnist_exp import models, train
+import keras, mlflow, numpy as np
+from mnist_exp import models, train, tracked_model
 from mnist_exp.config import DenseConfig, TrainConfig
 train.set_seed(1)
-out = {"ours": [w.tolist() for w in models.build_model(DenseConfig(hidden=16)).get_weights()],
-       "tensorflow": "tensorflow" in sys.modules}
+model = models.build_model(DenseConfig(hidden=16))
+out = {"ours": [w.tolist() for w in model.get_weights()]}
+mlflow.set_tracking_uri(f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+x = np.zeros((2, 28, 28, 1), np.float32)
+with mlflow.start_run() as run:
+    tracked_model.log_model(model, x, model.predict(x, verbose=0))
+out["tensorflow"] = "tensorflow" in sys.modules
+logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(x)
+out["logged"] = np.allclose(logged, model.predict(x, verbose=0))
 x = np.random.default_rng(0).random((2013, 28, 28, 1), dtype=np.float32)
 y = keras.utils.to_categorical(np.arange(2013) % 10, 10)
 for scanned in (False, True):
@@ -97,12 +104,13 @@ print(json.dumps(out))
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
 )
-def test_on_jax_our_seeding_and_scanned_steps_match_keras_own():
+def test_on_jax_seeding_and_logging_need_no_tensorflow_and_scanned_steps_match_keras():
     done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["ours"] == out["keras"]  # the same initial weights from the same seed
     assert out["tensorflow"] is False
+    assert out["logged"] is True  # and the model logged without it loads back and predicts
     loop, scan = out["False"], out["True"]
     assert scan["scans"] == "_make_scanned_train_function" != loop["scans"]
     assert scan["history"] == loop["history"]
