@@ -9,8 +9,10 @@ silent run on the wrong backend. Knows nothing of MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from hydra.errors import CompactHydraException
 
@@ -65,3 +67,21 @@ def use_jax_compilation_cache() -> None:
 def is_jax() -> bool:
     """Whether the Keras of this process runs on JAX (once it is loaded)."""
     return loaded_backend() == JAX
+
+
+@contextlib.contextmanager
+def tensorflow_left_unloaded() -> Iterator[None]:
+    """Keras imports TensorFlow whenever it is installed, on any backend, to seed it
+    (keras.utils.set_random_seed) and to look for tf.TensorShape when it saves a model: about
+    10 CPU-seconds in a JAX process that never uses it. In a process that has not loaded it and
+    runs Keras on another backend, `import tensorflow` fails at once inside this block (a None in
+    sys.modules), and Keras carries on as it does without TensorFlow installed."""
+    if TENSORFLOW in (loaded_backend(), None) or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
+            del sys.modules["tensorflow"]

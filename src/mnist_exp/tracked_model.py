@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import time
 import types
-from collections.abc import Iterator
 from typing import Any
+
+from mnist_exp.backend import tensorflow_left_unloaded
 
 # The name the model is logged under (`runs:/<run id>/model`).
 MODEL_NAME = "model"
@@ -27,27 +26,10 @@ def _keras_flavor() -> Any:
     def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
         # Model.log passes its own validate_serving_input on to the flavour; keras's has no use.
         os.makedirs(path, exist_ok=True)
-        with _tensorflow_left_unloaded():
+        with tensorflow_left_unloaded():  # on JAX, Keras's serializer would import it
             mlflow.keras.save_model(path=path, **kwargs)
 
     return types.SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
-
-
-@contextlib.contextmanager
-def _tensorflow_left_unloaded() -> Iterator[None]:
-    """On JAX, Keras's serializer imports TensorFlow whenever it is installed, only to ask whether
-    an object is a tf.TensorShape: about 10 CPU-seconds in a process that trains without it, and
-    none can be. While the model is saved in such a process, `import tensorflow` fails at once
-    (a None in sys.modules), and Keras answers the question as it does without TensorFlow."""
-    if "tensorflow" in sys.modules or sys.modules["keras"].backend.backend() == "tensorflow":
-        yield
-        return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
-            del sys.modules["tensorflow"]
 
 
 def log_model(model: Any, x_example: Any, probabilities: Any, run_id: str | None = None) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import keras
 import numpy as np
 from hydra.errors import CompactHydraException
 
+from mnist_exp.backend import tensorflow_left_unloaded
 from mnist_exp.checkpoint import Checkpoint
 from mnist_exp.config import (
     NUM_CLASSES,
@@ -63,19 +63,8 @@ def set_precision(precision: Precision) -> Precision:
 
 def set_seed(seed: int) -> None:
     """Seeds Python, NumPy and the backend, so a config hash means one reproducible run."""
-    if keras.backend.backend() == "tensorflow":
+    with tensorflow_left_unloaded():  # a JAX run would import TensorFlow only to seed it
         keras.utils.set_random_seed(seed)
-        return
-    # keras.utils.set_random_seed imports TensorFlow whenever it is installed, only to seed it:
-    # seconds of start-up for a JAX run, which never uses it. The rest of what it does:
-    from keras.src.backend.common import global_state
-    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
-
-    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, None)  # remade from the seed
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 class LearningRateInLogs(keras.callbacks.Callback):
