@@ -68,14 +68,16 @@ def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, 
 # First the model is built after our seeding and logged to MLflow, neither of which may import
 # TensorFlow (seconds of a JAX run's CPU), then built after Keras's own seeding.
 SAME_STEPS = """
-import json, os, sys, tempfile
-os.environ["KERAS_BACKEND"] = "jax"
+import collections, json, os, sys, tempfile
+from mnist_exp import backend
+backend.use_backend("jax", threads=1)
 import keras, mlflow, numpy as np
+out = {"left_out": sorted({"sklearn", "tensorflow"} & set(sys.modules))}
 from mnist_exp import models, train, tracked_model
 from mnist_exp.config import DenseConfig, TrainConfig
 train.set_seed(1)
 model = models.build_model(DenseConfig(hidden=16))
-out = {"ours": [w.tolist() for w in model.get_weights()]}
+out["ours"] = [w.tolist() for w in model.get_weights()]
 mlflow.set_tracking_uri(f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
 x = np.zeros((2, 28, 28, 1), np.float32)
 with mlflow.start_run() as run:
@@ -96,6 +98,9 @@ for scanned in (False, True):
     weights = [w.tolist() for w in model.get_weights()]
     out[str(scanned)] = {"history": history, "weights": weights,
                          "scans": model.make_train_function.__name__}
+tasks = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+out["xla_threads"] = collections.Counter(tasks)["tf_XLAEigen"]  # XLA's CPU pool
+out["threads_logged"] = train.limit_threads(None)
 print(json.dumps(out))
 """
 
@@ -104,10 +109,12 @@ print(json.dumps(out))
 @pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
 )
-def test_on_jax_seeding_and_logging_need_no_tensorflow_and_scanned_steps_match_keras():
+def test_on_jax_threads_hold_no_tensorflow_loads_and_scanned_steps_match_keras():
     done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["left_out"] == []  # Keras loaded without scikit-learn or TensorFlow
+    assert out["xla_threads"] == out["threads_logged"] == 1  # train.threads=1 holds on JAX
     assert out["ours"] == out["keras"]  # the same initial weights from the same seed
     assert out["tensorflow"] is False
     assert out["logged"] is True  # and the model logged without it loads back and predicts
@@ -116,3 +123,30 @@ def test_on_jax_seeding_and_logging_need_no_tensorflow_and_scanned_steps_match_k
     assert scan["history"] == loop["history"]
     assert scan["weights"] == loop["weights"]
     assert len(scan["history"]["loss"]) == 2
+
+
+# Keras on TensorFlow, loaded as a run loads it, then what a run does that touches the left-out
+# modules' importers: a fit and a prediction, and scikit-learn imported afterwards as usual.
+TENSORFLOW_LOAD = """
+import json, sys
+from mnist_exp import backend
+backend.use_backend("tensorflow")
+import keras, numpy as np
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "categorical_crossentropy")
+model.fit(np.ones((8, 4)), np.eye(2)[[0, 1] * 4], epochs=1, verbose=0)
+out = {"left_out": sorted({"sklearn", "jax"} & set(sys.modules))}
+out["predicts"] = model.predict(np.ones((1, 4)), verbose=0).shape == (1, 2)
+import sklearn
+out["sklearn"] = bool(sklearn.__version__)
+out["backend"] = keras.backend.backend()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_keras_loads_on_tensorflow_without_scikit_learn_or_jax_and_trains():
+    done = subprocess.run([sys.executable, "-c", TENSORFLOW_LOAD], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"left_out": [], "backend": "tensorflow", "predicts": True, "sklearn": True}

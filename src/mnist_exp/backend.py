@@ -10,6 +10,7 @@ silent run on the wrong backend. Knows nothing of MLflow.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -30,17 +31,31 @@ def loaded_backend() -> str | None:
     return keras.backend.backend() if keras is not None else None
 
 
-def use_backend(wanted: str) -> None:
-    """Make `wanted` the backend Keras loads with, or fail if Keras already runs another one.
+def use_backend(wanted: str, threads: int | None = None) -> None:
+    """Load Keras on `wanted`, or fail if Keras already runs another backend in this process.
 
     The config decides, not an inherited KERAS_BACKEND (or ~/.keras/keras.json): the run's
-    train.backend param then always says what trained it.
+    train.backend param then always says what trained it. On JAX, `threads` sizes XLA's thread
+    pool (None: one thread per core), which can only be done before JAX first computes; on
+    TensorFlow, train.limit_threads applies them later. Keras is imported here, without the
+    modules it and TensorFlow import only in case a program wants them (LEFT_OUT_AT_LOAD).
     """
     loaded = loaded_backend()
     if loaded is None:
         os.environ["KERAS_BACKEND"] = wanted
         if wanted == JAX:
             use_jax_compilation_cache()
+            if threads:
+                # XLA's CPU client sizes its pool from NPROC when it starts (DefaultThreadPoolSize
+                # in xla/pjrt); the only knob it reads: XLA_FLAGS' intra_op_parallelism_threads
+                # no longer changes it (jaxlib 0.10).
+                os.environ["NPROC"] = str(threads)
+        with left_unloaded(*LEFT_OUT_AT_LOAD[wanted]):
+            import keras  # noqa: F401
+        # Keras's and its backend's half a million objects live as long as the process: out of
+        # the collector's sight, each full collection stops taking 0.3 s, and neither does the
+        # one at exit (which took 1.8 s in a process that had imported TensorFlow).
+        gc.freeze()
         return
     if loaded != wanted:
         raise BackendAlreadyLoaded(
@@ -48,6 +63,12 @@ def use_backend(wanted: str) -> None:
             "cannot switch backends in a process. Run each backend in its own process: a "
             "separate command (or one sweep per backend), or restart the notebook's kernel."
         )
+
+
+def jax_threads() -> int | None:
+    """The size of XLA's thread pool as set for this process (None: one thread per core)."""
+    setting = os.environ.get("NPROC", "")
+    return int(setting) if setting.isdigit() and int(setting) > 0 else None
 
 
 def use_jax_compilation_cache() -> None:
@@ -69,19 +90,35 @@ def is_jax() -> bool:
     return loaded_backend() == JAX
 
 
+# Imported at Keras's load in case a program wants them, and never by a run: Keras imports
+# scikit-learn (which MLflow installs) for keras.wrappers' scikit-learn estimators, and
+# TensorFlow's tf.lite imports JAX (our jax extra) to convert JAX functions. Each import is in a
+# try that reads a failed import as "not installed", so left out those two features are off in
+# this process (a later `import sklearn` works as usual). Together 1.5 s of the 6.5 s that
+# TensorFlow's import took on an idle 2-core Zen 3 (python -X importtime); in bench/RESULTS.md.
+LEFT_OUT_AT_LOAD = {TENSORFLOW: ("sklearn", "jax"), JAX: ("sklearn",)}
+
+
 @contextlib.contextmanager
-def tensorflow_left_unloaded() -> Iterator[None]:
-    """Keras imports TensorFlow whenever it is installed, on any backend, to seed it
-    (keras.utils.set_random_seed) and to look for tf.TensorShape when it saves a model: about
-    10 CPU-seconds in a JAX process that never uses it. In a process that has not loaded it and
-    runs Keras on another backend, `import tensorflow` fails at once inside this block (a None in
-    sys.modules), and Keras carries on as it does without TensorFlow installed."""
-    if TENSORFLOW in (loaded_backend(), None) or "tensorflow" in sys.modules:
-        yield
-        return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+def left_unloaded(*names: str) -> Iterator[None]:
+    """Inside this block, `import name` fails at once (a None in sys.modules) for each of `names`
+    this process has not loaded yet; afterwards they import as usual."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         yield
     finally:
-        if "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
-            del sys.modules["tensorflow"]
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+def tensorflow_left_unloaded() -> contextlib.AbstractContextManager[None]:
+    """Keras imports TensorFlow whenever it is installed, on any backend, to seed it
+    (keras.utils.set_random_seed) and to look for tf.TensorShape when it saves a model: about
+    10 CPU-seconds in a JAX process that never uses it. On another backend than TensorFlow,
+    Keras carries on inside this block as it does without TensorFlow installed."""
+    if TENSORFLOW in (loaded_backend(), None):
+        return contextlib.nullcontext()
+    return left_unloaded(TENSORFLOW)

@@ -91,7 +91,7 @@ def run_experiment(overrides: Sequence[str] = ()) -> ExperimentRun:
     cfg = _compose(overrides)
     typed = validate(cfg)
     # Before Keras loads; in a kernel that already has Keras on another backend, one clear error.
-    backend.use_backend(typed.train.backend.value)
+    backend.use_backend(typed.train.backend.value, typed.train.threads)
     # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
     from mnist_exp import orphans, store, tracking
     from mnist_exp.run import train_and_log

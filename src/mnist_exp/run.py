@@ -34,20 +34,19 @@ log = logging.getLogger("mnist_exp")
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     typed = validate(cfg)  # before anything slow: a bad override costs nothing
+    hydra_cfg = HydraConfig.get()
+    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
 
-    # Before Keras and TensorFlow load, which read them once.
-    backend.use_backend(typed.train.backend.value)
+    # Read once, as Keras and TensorFlow load; heavy imports only once the config is good.
     hardware.use_onednn_if_it_pays(typed.model.family == "cnn", typed.train.backend.value)
-    # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
+    backend.use_backend(typed.train.backend.value, threads)
     from mnist_exp import data, orphans, store, sweep
 
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_on_sigterm)
-    hydra_cfg = HydraConfig.get()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
-    threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
     # Hydra's log of this job, so the run keeps its console output too.
     log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
     data.check_cache_dir(typed.data.cache_dir)  # before a run is recorded, not inside it
@@ -134,7 +133,7 @@ def train_and_log(
 ) -> TrainedRun:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
 
-    `threads` for TensorFlow (None: all cores); `log_path`, the log file to keep as the run's
+    `threads` for the backend's ops (None: all cores); `log_path`, the log file to keep as the run's
     run.log. With `background`, the figures and model are logged by the background worker
     (mnist_exp.background) and the run ends FINISHED there, once they are all in. A search's
     `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial). A
@@ -156,8 +155,7 @@ def train_and_log(
                      resume.info.status, epochs_done)  # fmt: skip
         elif keep_checkpoints:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
-        if threads and not train.limit_threads(threads):
-            threads = None  # JAX's XLA sizes its own thread pool
+        threads = train.limit_threads(threads)
         keras_backend = backend.loaded_backend()
         log.info("Run '%s' (%s), experiment '%s', Keras on %s", name, run.info.run_id,
                  typed.tracking.experiment, keras_backend)  # fmt: skip

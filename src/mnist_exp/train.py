@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from hydra.errors import CompactHydraException
 
-from mnist_exp.backend import tensorflow_left_unloaded
+from mnist_exp import backend
 from mnist_exp.checkpoint import Checkpoint
 from mnist_exp.config import (
     NUM_CLASSES,
@@ -39,18 +39,19 @@ class TrainingDiverged(CompactHydraException):
     it as one message, without a traceback (the run's error.txt keeps that)."""
 
 
-def limit_threads(threads: int) -> bool:
-    """Give TensorFlow `threads` threads for the ops of this process. Before its first op only:
-    a process that runs several jobs (a joblib worker) keeps the first job's setting, so every
-    job of one sweep asks for the same number. False (nothing done) on JAX, whose XLA sizes its
-    thread pool itself."""
+def limit_threads(threads: int | None) -> int | None:
+    """The threads this process's ops run on (None: one per core). TensorFlow takes `threads`
+    here, before its first op only: a process that runs several jobs (a joblib worker) keeps the
+    first job's setting, so every job of one sweep asks for the same number. JAX's were set as
+    it loaded (backend.use_backend)."""
     if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
+        return backend.jax_threads()
+    if threads:
+        import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-    return True
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    return threads
 
 
 def set_precision(precision: Precision) -> Precision:
@@ -63,7 +64,7 @@ def set_precision(precision: Precision) -> Precision:
 
 def set_seed(seed: int) -> None:
     """Seeds Python, NumPy and the backend, so a config hash means one reproducible run."""
-    with tensorflow_left_unloaded():  # a JAX run would import TensorFlow only to seed it
+    with backend.tensorflow_left_unloaded():  # a JAX run would import TensorFlow only to seed it
         keras.utils.set_random_seed(seed)
 
 
