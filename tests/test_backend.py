@@ -71,6 +71,7 @@ SAME_STEPS = """
 import collections, json, os, sys, tempfile
 from mnist_exp import backend
 backend.use_backend("jax", threads=1)
+backend.load_keras()
 import keras, mlflow, numpy as np
 out = {"left_out": sorted({"sklearn", "tensorflow"} & set(sys.modules))}
 from mnist_exp import models, train, tracked_model
@@ -131,6 +132,7 @@ TENSORFLOW_LOAD = """
 import json, sys
 from mnist_exp import backend
 backend.use_backend("tensorflow")
+backend.load_keras()
 import keras, numpy as np
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
 model.compile("adam", "categorical_crossentropy")

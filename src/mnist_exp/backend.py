@@ -32,13 +32,12 @@ def loaded_backend() -> str | None:
 
 
 def use_backend(wanted: str, threads: int | None = None) -> None:
-    """Load Keras on `wanted`, or fail if Keras already runs another backend in this process.
+    """Make `wanted` the backend Keras loads with, or fail if Keras already runs another one.
 
     The config decides, not an inherited KERAS_BACKEND (or ~/.keras/keras.json): the run's
     train.backend param then always says what trained it. On JAX, `threads` sizes XLA's thread
     pool (None: one thread per core), which can only be done before JAX first computes; on
-    TensorFlow, train.limit_threads applies them later. Keras is imported here, without the
-    modules it and TensorFlow import only in case a program wants them (LEFT_OUT_AT_LOAD).
+    TensorFlow, train.limit_threads applies them later.
     """
     loaded = loaded_backend()
     if loaded is None:
@@ -47,15 +46,9 @@ def use_backend(wanted: str, threads: int | None = None) -> None:
             use_jax_compilation_cache()
             if threads:
                 # XLA's CPU client sizes its pool from NPROC when it starts (DefaultThreadPoolSize
-                # in xla/pjrt); the only knob it reads: XLA_FLAGS' intra_op_parallelism_threads
-                # no longer changes it (jaxlib 0.10).
+                # in xla/pjrt); XLA_FLAGS' intra_op_parallelism_threads no longer does (jaxlib
+                # 0.10).
                 os.environ["NPROC"] = str(threads)
-        with left_unloaded(*LEFT_OUT_AT_LOAD[wanted]):
-            import keras  # noqa: F401
-        # Keras's and its backend's half a million objects live as long as the process: out of
-        # the collector's sight, each full collection stops taking 0.3 s, and neither does the
-        # one at exit (which took 1.8 s in a process that had imported TensorFlow).
-        gc.freeze()
         return
     if loaded != wanted:
         raise BackendAlreadyLoaded(
@@ -63,6 +56,19 @@ def use_backend(wanted: str, threads: int | None = None) -> None:
             "cannot switch backends in a process. Run each backend in its own process: a "
             "separate command (or one sweep per backend), or restart the notebook's kernel."
         )
+
+
+def load_keras() -> None:
+    """Import Keras on the backend use_backend chose, if this process has not yet, without the
+    modules it and TensorFlow import only in case a program wants them (LEFT_OUT_AT_LOAD)."""
+    if "keras" in sys.modules:
+        return
+    with left_unloaded(*LEFT_OUT_AT_LOAD[os.environ.get("KERAS_BACKEND", TENSORFLOW)]):
+        import keras  # noqa: F401
+    # Keras's, its backend's and MLflow's half a million objects live as long as the process:
+    # out of the collector's sight, a full collection stops taking 0.3 s, and so does the one
+    # at exit (1.8 s in a process that had imported TensorFlow).
+    gc.freeze()
 
 
 def jax_threads() -> int | None:

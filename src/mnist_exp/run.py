@@ -139,6 +139,7 @@ def train_and_log(
     `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial). A
     run of this config that was KILLED or FAILED with a checkpoint is continued, in the same
     MLflow run, from its last completed epoch."""
+    backend.load_keras()  # before the modules that import it
     from mnist_exp import data, models, outage, outcome, search_trial, tracking, train
     from mnist_exp.checkpoint import Checkpoint
 
