@@ -99,8 +99,8 @@ def is_jax() -> bool:
 # Imported at Keras's load in case a program wants them, and never by a run: Keras imports
 # scikit-learn (which MLflow installs) for keras.wrappers' scikit-learn estimators, and
 # TensorFlow's tf.lite imports JAX (our jax extra) to convert JAX functions. Each import is in a
-# try that reads a failed import as "not installed", so left out those two features are off in
-# this process (a later `import sklearn` works as usual). Together 1.5 s of the 6.5 s that
+# try that reads a failed import as "not installed": with them left out, those two features are
+# off in this process (a later `import sklearn` works as usual). Together 1.5 s of the 6.5 s that
 # TensorFlow's import took on an idle 2-core Zen 3 (python -X importtime); in bench/RESULTS.md.
 LEFT_OUT_AT_LOAD = {TENSORFLOW: ("sklearn", "jax"), JAX: ("sklearn",)}
 

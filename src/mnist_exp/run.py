@@ -133,8 +133,8 @@ def train_and_log(
 ) -> TrainedRun:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
 
-    `threads` for the backend's ops (None: all cores); `log_path`, the log file to keep as the run's
-    run.log. With `background`, the figures and model are logged by the background worker
+    `threads` for the backend's ops (None: all cores); `log_path`, the log file to keep as the
+    run's run.log. With `background`, the figures and model are logged by the background worker
     (mnist_exp.background) and the run ends FINISHED there, once they are all in. A search's
     `trial` is told each epoch's val_accuracy and may be pruned (search_trial.PrunedTrial). A
     run of this config that was KILLED or FAILED with a checkpoint is continued, in the same
