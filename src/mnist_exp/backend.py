@@ -63,7 +63,7 @@ def load_keras() -> None:
     modules it and TensorFlow import only in case a program wants them (LEFT_OUT_AT_LOAD)."""
     if "keras" in sys.modules:
         return
-    with left_unloaded(*LEFT_OUT_AT_LOAD[os.environ.get("KERAS_BACKEND", TENSORFLOW)]):
+    with left_unloaded(*LEFT_OUT_AT_LOAD.get(os.environ.get("KERAS_BACKEND", TENSORFLOW), ())):
         import keras  # noqa: F401
     # Keras's, its backend's and MLflow's half a million objects live as long as the process:
     # out of the collector's sight, a full collection stops taking 0.3 s, and so does the one
