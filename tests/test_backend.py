@@ -47,6 +47,13 @@ def test_a_notebook_whose_keras_runs_another_backend_records_nothing(
     assert store.runs() == []
 
 
+def printed_json(script: str) -> dict:
+    """What a fresh Python process running `script` printed last, as JSON."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_one_backend_per_sweep():
     check_one_backend({"jax"})
     with pytest.raises(ConfigError, match="this sweep mixes jax and tensorflow"):
@@ -111,9 +118,7 @@ print(json.dumps(out))
     importlib.util.find_spec("jax") is None, reason="the jax extra is not installed"
 )
 def test_on_jax_threads_hold_no_tensorflow_loads_and_scanned_steps_match_keras():
-    done = subprocess.run([sys.executable, "-c", SAME_STEPS], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = printed_json(SAME_STEPS)
     assert out["left_out"] == []  # Keras loaded without scikit-learn or TensorFlow
     assert out["xla_threads"] == out["threads_logged"] == 1  # train.threads=1 holds on JAX
     assert out["ours"] == out["keras"]  # the same initial weights from the same seed
@@ -148,7 +153,5 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_keras_loads_on_tensorflow_without_scikit_learn_or_jax_and_trains():
-    done = subprocess.run([sys.executable, "-c", TENSORFLOW_LOAD], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = printed_json(TENSORFLOW_LOAD)
     assert out == {"left_out": [], "backend": "tensorflow", "predicts": True, "sklearn": True}
