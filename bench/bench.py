@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cpu import cpu_line  # noqa: E402
 
-from mnist_exp.config import default_config  # noqa: E402
+from mnist_exp.composition import default_config  # noqa: E402
 
 PRESET = {"dense": "+experiment=baseline", "cnn": "+experiment=cnn"}
 

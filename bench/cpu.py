@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mnist_exp.hardware import cpu_flags, cpu_model  # noqa: E402
+from mnist_exp.training.hardware import cpu_flags, cpu_model  # noqa: E402
 
 # The flags that change which kernels TensorFlow and oneDNN run.
 FLAGS_THAT_MATTER = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",

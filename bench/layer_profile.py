@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cpu import cpu_line, publish  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
-from mnist_exp import hardware  # noqa: E402
 from mnist_exp.experiment import compose_config  # noqa: E402
+from mnist_exp.training import hardware  # noqa: E402
 
 ROUNDS = 20
 
@@ -61,7 +61,7 @@ def main(overrides: list[str]) -> None:
     hardware.use_onednn_if_it_pays(convolutional=cfg.model.family == "cnn")
     import keras
 
-    from mnist_exp import data, models, train
+    from mnist_exp.training import data, models, train
 
     keras.mixed_precision.set_global_policy("float32")
     model = models.build_model(cfg.model)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cpu import cpu_line, publish  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
-from mnist_exp.config import default_config  # noqa: E402
+from mnist_exp.composition import default_config  # noqa: E402
 
 SETTINGS = {
     "off": {"TF_ENABLE_ONEDNN_OPTS": "0"},

@@ -12,8 +12,9 @@ from pathlib import Path
 import mlflow
 from cpu import cpu_line  # bench/ is on sys.path as the script's directory
 
-from mnist_exp import data, tracking
 from mnist_exp.config import default_config
+from mnist_exp.tracking import runs as tracking
+from mnist_exp.training import data
 
 RUN_SECONDS = 5.0
 REPEATS = 3

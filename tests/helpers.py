@@ -11,16 +11,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from mnist_exp.composition import compose_overrides
 
 
 def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
     """What `python -m mnist_exp.run OVERRIDES` composes, through Hydra's compose API."""
-    from mnist_exp.config import PROJECT_ROOT
-
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+    return compose_overrides(overrides, hydra_config=hydra)
 
 
 # Variables that would send a test's runs somewhere other than its own tmp store.

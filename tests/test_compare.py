@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mnist_exp.compare import FILES, RESULT_COLUMNS, comparison_table
-from mnist_exp.train import confusion_matrix
+from mnist_exp.training.train import confusion_matrix
 from tests.helpers import Store, cli_env, parent_and_children, run_module
 
 REGISTERED = "tiny-best"

@@ -12,8 +12,8 @@ from hydra.errors import MissingConfigException
 
 import mnist_exp
 from mnist_exp.config import ConfigError
-from mnist_exp.data import subset_digest
 from mnist_exp.experiment import SweepError
+from mnist_exp.training.mnist import subset_digest
 from tests.helpers import LEAKY_ENV, TINY, Store, artifact_text, parent_and_children
 
 # Sampled often enough that even a tiny run of a few seconds has several samples.

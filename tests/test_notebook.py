@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from mnist_exp.config import PROJECT_ROOT
-from mnist_exp.tracking import PARENT_TAG
+from mnist_exp.names import PARENT_TAG
 from tests.helpers import TINY, Store, cli_env
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "tutorial.ipynb"

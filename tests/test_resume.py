@@ -15,11 +15,12 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_exp import data, orphans, train
-from mnist_exp.checkpoint import Checkpoint, HistoryKeeper
 from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
-from mnist_exp.models import build_model
-from mnist_exp.tracking import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
+from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
+from mnist_exp.tracking import orphans
+from mnist_exp.training import data, train
+from mnist_exp.training.checkpoint import Checkpoint, HistoryKeeper
+from mnist_exp.training.models import build_model
 from tests.helpers import (
     TINY,
     Store,

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_exp import hardware
-from mnist_exp.data import prepare, subset_digest
-from mnist_exp.tracking import PARENT_TAG
+from mnist_exp.names import PARENT_TAG
+from mnist_exp.training import hardware
+from mnist_exp.training.data import prepare
+from mnist_exp.training.mnist import subset_digest
 from tests.helpers import (
     NO_INDEX,
     TINY,

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from mnist_exp.serve import is_serving
-from mnist_exp.server import free_port
+from mnist_exp.tracking.loopback import free_port
 from tests.helpers import Store, cli_env, default_sigint, run_module
 
 

@@ -53,8 +53,8 @@ def test_parallel_jobs_logging_the_same_new_dataset_all_link_it(tmp_path, mnist,
 
     import mlflow
 
-    from mnist_exp import tracking
-    from mnist_exp.data import prepare
+    from mnist_exp.tracking import datasets
+    from mnist_exp.training.data import prepare
 
     jobs, rounds = 6, 3
     failures: list[str] = []
@@ -71,7 +71,7 @@ def test_parallel_jobs_logging_the_same_new_dataset_all_link_it(tmp_path, mnist,
                 with mlflow.start_run(run_id=run_id):  # MLflow's active run is per thread
                     barrier.wait()
                     try:
-                        tracking.log_datasets(prepared, mnist_dir)
+                        datasets.log_datasets(prepared, mnist_dir)
                     except Exception as error:  # noqa: BLE001 - collected for the assert
                         failures.append(str(error)[:200])
 

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mnist_exp import postgres
+from mnist_exp.tracking import postgres
 from tests.helpers import TINY, cli_env, hydra_dirs, parent_and_children, run_module
 
 pytestmark = pytest.mark.slow

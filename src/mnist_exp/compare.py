@@ -20,15 +20,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist_exp import orphans, plots, store, tracked_model, tracking
 from mnist_exp.cli import fail
-from mnist_exp.config import PROJECT_ROOT, default_config
-from mnist_exp.search_trial import PRUNED_TAG
+from mnist_exp.composition import default_config
+from mnist_exp.config import PROJECT_ROOT
+from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, PRUNED_TAG
+from mnist_exp.tracking import orphans, queries, store, tracked_model
+from mnist_exp.tracking.health import TrackingUnavailable
+from mnist_exp.training import plots
 
 # The column search_runs gives MLflow's parent-run tag.
-PARENT_COLUMN = f"tags.{tracking.PARENT_TAG}"
+PARENT_COLUMN = f"tags.{PARENT_TAG}"
 # Columns of the tags that link a finished run to each later sweep that skipped it.
-IN_SWEEP_PREFIX = f"tags.{tracking.IN_SWEEP_TAG}"
+IN_SWEEP_PREFIX = f"tags.{IN_SWEEP_TAG}"
 # The columns after the differing params, in order; what the table is sorted by comes first.
 RESULT_COLUMNS = ["best_val_accuracy", "test_accuracy", "epochs", "fit_seconds", "status"]
 FILES = ("runs.md", "runs.csv", "val_accuracy.png", "misclassified_per_class.png")
@@ -137,7 +140,7 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
     val_curves = validation_history(runs)
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
-    confusions = {labels[r]: tracking.load_confusion_matrix(r) for r in table.run_id}
+    confusions = {labels[r]: queries.load_confusion_matrix(r) for r in table.run_id}
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs.md").write_text(markdown(for_reading(table)))
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store.use_store(args.tracking_uri)
-    except store.TrackingUnavailable as err:
+    except TrackingUnavailable as err:
         fail(str(err))
     runs, parent = select_runs(args.experiment, args.parent, args.all)
     out = args.out or PROJECT_ROOT / "outputs" / "compare" / (parent or f"{args.experiment}-all")
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(shown.to_string(index=False, justify="left"))
     print(f"\nWrote {', '.join(FILES)} to {out}")
     if parent:
-        tracking.log_comparison(parent, out, FILES)
+        queries.log_comparison(parent, out, FILES)
         print(f"Logged them to the parent run {parent}, under comparison/")
     if args.register:
         best = table.iloc[0]

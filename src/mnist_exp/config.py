@@ -1,8 +1,10 @@
-"""The config schema: typed dataclasses registered in Hydra's ConfigStore.
+"""The config schema: typed dataclasses with every default, its comment and its range.
 
-Hydra checks types, enum choices and unknown keys while it composes. Numeric ranges are not
-something OmegaConf can express, so they live in each field's metadata and `validate` checks them
-before any data is loaded or any model is built.
+mnist_exp.composition registers them in Hydra's ConfigStore, and Hydra checks types, enum
+choices and unknown keys while it composes; this module imports no Hydra, so that training can
+read its config without it. Numeric ranges are not something OmegaConf can express, so they
+live in each field's metadata and `validate` checks them before any data is loaded or any model
+is built.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+
+from mnist_exp.errors import UserError
 
 # The editable install keeps the package in <repo>/src/mnist_exp, so the store and the data cache
 # resolve to the same absolute place whatever the working directory.
@@ -28,8 +30,8 @@ IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
 
-class ConfigError(CompactHydraException):
-    """A config value is out of range. Hydra prints it as one message, without a traceback."""
+class ConfigError(UserError):
+    """A config value is out of range, named with its key."""
 
 
 def bounds(default: Any, *, lo: float | None = None, hi: float | None = None, hi_open=False):
@@ -223,24 +225,6 @@ class Config:
     seed: int = bounds(42, lo=0, hi=2**31 - 1)
 
 
-def register_configs() -> None:
-    """Put the schema where conf/*.yaml can extend it (`/schema/<group>/<name>@_here_`)."""
-    cs = ConfigStore.instance()
-    cs.store(name="schema", node=Config)
-    cs.store(group="schema/data", name="mnist", node=DataConfig)
-    cs.store(group="schema/model", name="dense", node=DenseConfig)
-    cs.store(group="schema/model", name="cnn", node=CNNConfig)
-    cs.store(group="schema/train", name="default", node=TrainConfig)
-    cs.store(group="schema/tracking", name="default", node=TrackingConfig)
-    # The presets live in experiments/ at the top of the repo, where users look for them, and
-    # are offered to Hydra as the `experiment` group (`+experiment=NAME`).
-    for preset in sorted((PROJECT_ROOT / "experiments").glob("*.yaml")):
-        node = OmegaConf.load(preset)
-        cs.store(group="experiment", name=preset.stem, node=node, package="_global_")
-    if not OmegaConf.has_resolver("project_root"):
-        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
-
-
 def _range_problems(node: Any, prefix: str) -> list[str]:
     problems = []
     for f in dataclasses.fields(node):
@@ -305,15 +289,3 @@ def validate(cfg: DictConfig) -> Config:
     if problems:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
     return typed
-
-
-def default_config() -> Config:
-    """What a plain `python -m mnist_exp.run` uses (honouring MLFLOW_TRACKING_URI and
-    MNIST_EXP_DATA_DIR): the store and data cache the other CLIs default to."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return validate(compose("config"))
-
-
-register_configs()

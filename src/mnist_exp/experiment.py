@@ -8,11 +8,11 @@
     sweep.table                                            # one row per run, best first
 
 Overrides are the command line's. `run_experiment` composes them with Hydra's compose API,
-validates them as `python -m mnist_exp.run` does and records the run with the same code
-(run.train_and_log), so MLflow cannot tell the two apart. `run_sweep` runs that very command with
-`--multirun` in a child process, so a sweep validates every job first, skips what has already
-finished, keeps a failure to its own run and can use any launcher; its output streams into the
-notebook as it comes.
+validates them as `python -m mnist_exp.run` does, and prepares and records the run with the same
+code (tracked_run.prepare, then tracked_run.train_and_log), so MLflow cannot tell the two apart.
+`run_sweep` runs that very command with `--multirun` in a child process, so a sweep validates
+every job first, skips what has already finished, keeps a failure to its own run and can use any
+launcher; its output streams into the notebook as it comes.
 """
 
 from __future__ import annotations
@@ -30,20 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from mnist_exp import backend
-from mnist_exp.config import PROJECT_ROOT, Config, ConfigError, validate
+from mnist_exp import tracked_run
+from mnist_exp.composition import compose_overrides
+from mnist_exp.config import Config, ConfigError, validate
+from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
+from mnist_exp.names import SKIPPED_TAG
+from mnist_exp.tracking import queries, store
 
-# The line sweep.SweepParentRun logs when it opens a sweep's parent run.
+# The line sweeps.parent_run.SweepParentRun logs when it opens a sweep's parent run.
 PARENT_RUN_LINE = re.compile(r"Sweep parent run ([0-9a-f]{32})")
 
 
-class SweepError(CompactHydraException):
+class SweepError(UserError):
     """A sweep that recorded nothing: a bad override, or an unreachable store."""
 
 
@@ -90,19 +92,17 @@ def run_experiment(overrides: Sequence[str] = ()) -> ExperimentRun:
     """
     cfg = _compose(overrides)
     typed = validate(cfg)
-    # Before Keras loads; in a kernel that already has Keras on another backend, one clear error.
-    backend.use_backend(typed.train.backend.value, typed.train.threads)
-    # Heavy imports (TensorFlow, MLflow) only once the config is known to be good.
-    from mnist_exp import orphans, store, tracking
-    from mnist_exp.run import train_and_log
-
+    # As the CLI prepares a run; in a kernel that already has Keras on another backend, one
+    # clear error.
+    tracked_run.prepare(typed, typed.train.threads)
     name = run_name(typed, list(overrides))
-    orphans.end_orphans_in_experiment(store.use_experiment(typed.tracking))
     with _package_log() as log_path:
-        trained = train_and_log(typed, plain_dict(cfg), name, typed.train.threads, log_path)
+        trained = tracked_run.train_and_log(
+            typed, plain_dict(cfg), name, typed.train.threads, log_path
+        )
     import mlflow
 
-    link = tracking.run_link(mlflow.get_run(trained.run_id))
+    link = queries.run_link(mlflow.get_run(trained.run_id))
     return ExperimentRun(trained.run_id, name, typed, trained.metrics, trained.history,
                          trained.model, link)  # fmt: skip
 
@@ -122,7 +122,7 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     import mlflow
     import pandas as pd
 
-    from mnist_exp import compare, store, tracking
+    from mnist_exp import compare
 
     if found:
         store.use_store(tracking_cfg.uri)
@@ -131,9 +131,9 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
         last_lines = "\n".join(output.strip().splitlines()[-15:])
         raise SweepError(f"the sweep recorded no runs; it said:\n{last_lines}")
     # Its own child runs, and the runs that had already done the jobs it skipped.
-    skipped = [key.removeprefix(tracking.SKIPPED_TAG) for key in parent.data.tags
-               if key.startswith(tracking.SKIPPED_TAG)]  # fmt: skip
-    wanted = tracking.children_filter(parent.info.run_id)
+    skipped = [key.removeprefix(SKIPPED_TAG) for key in parent.data.tags
+               if key.startswith(SKIPPED_TAG)]  # fmt: skip
+    wanted = queries.children_filter(parent.info.run_id)
     runs = mlflow.search_runs([parent.info.experiment_id], filter_string=wanted)
     if skipped:
         ids = ", ".join(f"'{run_id}'" for run_id in skipped)
@@ -155,8 +155,7 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
             f"{sweeps[0].input_line}: a sweep (several values) is for run_sweep, not "
             "run_experiment (or compose_config); give one value"
         )
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose_overrides(overrides)
 
 
 def _fixed(overrides: Sequence[str]) -> list[str]:

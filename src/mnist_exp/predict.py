@@ -19,9 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mnist_exp import store
 from mnist_exp.cli import fail
-from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE, default_config
+from mnist_exp.composition import default_config
+from mnist_exp.config import IMAGE_SIZE, MNIST_TEST_SIZE
+from mnist_exp.tracking import store
+from mnist_exp.tracking.health import TrackingUnavailable
+from mnist_exp.training.mnist import DataError, load_mnist
 
 DIGIT_BOX = 20  # MNIST's digits fit in 20x20, centred by mass in 28x28
 INK = 0.2  # of the darkest-to-lightest range: fainter pixels (paper texture) don't widen the box
@@ -88,13 +91,11 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 def read_test_image(index: int, cache_dir: str) -> tuple[np.ndarray, int]:
     """MNIST test image `index` as the model saw it in training, and its true label."""
-    from mnist_exp import data
-
     if not 0 <= index < MNIST_TEST_SIZE:
         fail(f"--test-index {index}: out of range; MNIST has test images 0..{MNIST_TEST_SIZE - 1}")
     try:
-        mnist = data.load_mnist(cache_dir)
-    except data.DataError as err:
+        mnist = load_mnist(cache_dir)
+    except DataError as err:
         fail(str(err).splitlines()[0])
     return mnist.x_test[index].astype(np.float32) / 255, int(mnist.y_test[index])
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         images, sources = image[np.newaxis], [f"MNIST test image {args.test_index}"]
     try:
         store.use_store(args.tracking_uri)
-    except store.TrackingUnavailable as err:
+    except TrackingUnavailable as err:
         fail(str(err))
     probabilities = predict(args.model, images)
 

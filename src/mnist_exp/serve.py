@@ -25,10 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_exp import store
+from mnist_exp import predict
 from mnist_exp.cli import fail, stop_on_sigterm
-from mnist_exp.config import default_config
-from mnist_exp.server import HOST, stop_group
+from mnist_exp.composition import default_config
+from mnist_exp.server import stop_group
+from mnist_exp.tracking import store
+from mnist_exp.tracking.health import TrackingUnavailable
+from mnist_exp.tracking.loopback import HOST
 
 DEFAULT_PORT = 5001  # 5000 is the tracking server's (make ui)
 
@@ -41,8 +44,6 @@ def request_body(images: np.ndarray) -> dict:
 
 def request_for(what: str) -> dict:
     """The request body for MNIST test image N (`what` is a number) or an image file."""
-    from mnist_exp import predict
-
     # stdout is the JSON: what loading MNIST says (a download's progress) goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
         if what.lstrip("-").isdigit():
@@ -67,7 +68,7 @@ def check_model(model_uri: str, tracking_uri: str) -> None:
     try:
         store.use_store(tracking_uri)
         mlflow.models.get_model_info(model_uri)
-    except store.TrackingUnavailable as err:
+    except TrackingUnavailable as err:
         fail(str(err))
     except (mlflow.exceptions.MlflowException, OSError) as err:
         fail(f"cannot load model '{model_uri}': {str(err).splitlines()[0]}")

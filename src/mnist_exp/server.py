@@ -14,30 +14,24 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mnist_exp import orphans
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT
-from mnist_exp.store import health_problem
+from mnist_exp.tracking import orphans
+from mnist_exp.tracking.health import health_problem
+from mnist_exp.tracking.loopback import HOST, free_port
+from mnist_exp.tracking.uris import sqlite_uri
 
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"
-HOST = "127.0.0.1"
 
 
 class ServerError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def is_up(uri: str, timeout: float = 1.0) -> bool:
@@ -78,7 +72,7 @@ def tracking_server(
     # a start 2-3x quicker on a loaded machine (bench/RESULTS.md).
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_uri or f"sqlite:///{store / 'mlflow.db'}",
+        "--backend-store-uri", backend_uri or sqlite_uri(store / 'mlflow.db'),
         "--artifacts-destination", str(store / "artifacts"),
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]  # fmt: skip

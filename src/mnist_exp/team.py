@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from mnist_exp import postgres
 from mnist_exp.cli import fail, stop_on_sigterm
-from mnist_exp.server import HOST, ServerError, free_port, run_command, tracking_server
+from mnist_exp.server import ServerError, run_command, tracking_server
+from mnist_exp.tracking import postgres
+from mnist_exp.tracking.loopback import HOST, free_port
 
 # Ray's single-node mode: every listener on 127.0.0.1 (otherwise Ray swaps 127.0.0.1 for the
 # machine's outward address); no usage reports sent anywhere; and no 30 s "drain" when we stop

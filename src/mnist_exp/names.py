@@ -1,0 +1,36 @@
+"""Names every layer shares: run tags, environment variables, artifact files, the objective.
+
+A leaf: it imports nothing of ours, so that the lowest layers can use a name that a higher one
+defines the meaning of (a sweep's parent run, a search's trial) without importing it.
+"""
+
+# What a sweeper maximises; the test set never decides anything in a search.
+OBJECTIVE = "val_accuracy"
+
+# How a multirun hands its parent run to the jobs: environment variables reach launcher
+# subprocesses too, not only jobs run in this process.
+PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
+# MLflow's tag that makes a run a child of a sweep's parent run.
+PARENT_TAG = "mlflow.parentRunId"
+# A run's description in the MLflow UI.
+NOTE_TAG = "mlflow.note.content"
+
+# A parent run's tag per skipped job: skipped.<run id that had already finished it> = job name.
+SKIPPED_TAG = "skipped."
+# The other side of it, on the finished run: in_sweep.<parent run id> = "skipped". MLflow keeps
+# one parent per run, so a run that a later sweep skipped is that sweep's by this tag.
+IN_SWEEP_TAG = "in_sweep."
+# On a run that a later process resumed from its checkpoint: from which epoch, after what.
+RESUMED_TAG = "resumed"
+
+# A search's child runs: which trial a run is, and the epoch after which a pruned one stopped.
+TRIAL_TAG = "optuna_trial"
+STUDY_TAG = "optuna_study"
+PRUNED_TAG = "pruned_at_epoch"
+# A child run the search's pruner stopped early: KILLED in MLflow, but a result, not a loss.
+PRUNED = "PRUNED"
+
+# Per run: the counts compare reads back.
+CONFUSION_MATRIX_FILE = "confusion_matrix.json"
+# The end-of-sweep summary, every job with its status, kept with the sweep's parent run.
+SUMMARY_FILE = "sweep_summary.txt"

@@ -1,0 +1,105 @@
+"""What each job of a sweep does, and what every job must be before the first one trains.
+
+A job skips a config that already has a FINISHED run, keeps a failure to its own FAILED run so
+the others go on, and hands the sweeper its validation accuracy (never the test accuracy, which
+must stay unseen by any search). Both sweepers check every job with `validate_sweep_job`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig
+
+from mnist_exp.config import Config, ConfigError, validate
+from mnist_exp.errors import PrunedTrial
+from mnist_exp.names import OBJECTIVE
+from mnist_exp.tracking import runs
+from mnist_exp.tracking.outage import TrackingServerLost
+
+log = logging.getLogger(__name__)
+
+
+class InvalidSweep(ConfigError, CompactHydraException):
+    """A job of the sweep would fail: found by the sweeper before any job runs (and so raised
+    through Hydra, which prints a CompactHydraException as one message)."""
+
+
+def check_sweep_job(cfg: Config) -> None:
+    """A sweep's jobs are compared on validation accuracy, so each must hold some data out."""
+    if not cfg.train.validation_split:
+        raise InvalidSweep(
+            f"train.validation_split={cfg.train.validation_split}: a sweep compares its jobs "
+            f"on {OBJECTIVE}, so it needs a validation split > 0 (the test set must not choose)"
+        )
+
+
+def check_one_backend(backends: set[str]) -> None:
+    """Keras loads one backend per process, and a sweep's jobs share processes (Hydra's basic
+    launcher runs them all in one; joblib and Ray workers run several each), so every job of a
+    sweep must ask for the same train.backend."""
+    if len(backends) > 1:
+        raise InvalidSweep(
+            f"train.backend: this sweep mixes {' and '.join(sorted(backends))}, but Keras "
+            "loads one backend per process and the jobs of a sweep share theirs; sweep each "
+            "backend separately (e.g. the same command once with train.backend=jax)"
+        )
+
+
+def validate_sweep_job(
+    loader: Any, sweep_config: DictConfig, overrides: Sequence[str]
+) -> tuple[DictConfig, Config]:
+    """Compose one job of a sweep as its launcher will, and check it as `run` will; the
+    composed config and its typed form."""
+    job_cfg = loader.load_sweep_config(sweep_config, list(overrides))
+    try:
+        typed = validate(job_cfg)
+        check_sweep_job(typed)
+    except ConfigError as err:
+        raise InvalidSweep(f"Sweep job [{' '.join(overrides)}]: {err}") from None
+    return job_cfg, typed
+
+
+def validate_sweep(
+    loader: Any, sweep_config: DictConfig, batch: Iterable[Sequence[str]]
+) -> dict[tuple[str, ...], DictConfig]:
+    """Every job of a batch validated, and all on one backend; each job's composed config."""
+    composed, backends = {}, set()
+    for overrides in batch:
+        job_cfg, typed = validate_sweep_job(loader, sweep_config, overrides)
+        composed[tuple(overrides)] = job_cfg
+        backends.add(typed.train.backend.value)
+    check_one_backend(backends)
+    return composed
+
+
+def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> Any:
+    """One job of a sweep: skipped if already done, a failure kept to its own run; the objective
+    (NaN for a failure), or the PrunedTrial when a search's pruner stopped it.
+
+    `train` runs the job and returns its per-epoch history.
+    """
+    check_sweep_job(cfg)
+    done = None if cfg.tracking.rerun else runs.finished_run_like(config)
+    if done is not None:
+        log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
+                 name, done.info.run_id)  # fmt: skip
+        runs.note_skipped(name, done.info.run_id)
+        if OBJECTIVE not in done.data.metrics:
+            log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
+        return done.data.metrics.get(OBJECTIVE, float("nan"))
+    try:
+        return train()[OBJECTIVE][-1]
+    except PrunedTrial as pruned:
+        # Returned, not raised: Hydra would log a pruned trial as a job error. The search's
+        # sweeper tells its study; the run is already recorded.
+        return pruned
+    except TrackingServerLost:
+        raise  # every later job would wait for the server in vain
+    except Exception as err:
+        log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
+                  name, type(err).__name__, err)  # fmt: skip
+        return float("nan")

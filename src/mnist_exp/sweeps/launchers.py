@@ -1,0 +1,32 @@
+"""What a Hydra launcher does with a sweep's jobs: how many at once, where, on how many cores."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def runs_in_this_process(launcher: DictConfig) -> bool:
+    """Whether the jobs of a sweep run one after another in this process (Hydra's basic
+    launcher, also under the search sweeper), where one job's logging can overlap the next's
+    training; a launcher's worker process may be stopped as soon as its job returns."""
+    return launcher.get("_target_", "").endswith(".BasicLauncher")
+
+
+def jobs_at_once(n_jobs: int | None) -> int:
+    """How many jobs joblib runs at once for its `n_jobs` (None: one; -1: one per core, -2: all
+    cores but one, as joblib counts)."""
+    n_jobs = n_jobs or 1
+    return max(1, (os.cpu_count() or 1) + 1 + n_jobs if n_jobs < 0 else n_jobs)
+
+
+def cores_per_job(launcher: DictConfig) -> int | None:
+    """The cores a job may use: what Ray reserved for it, or this machine's cores shared out
+    among the jobs joblib runs at once; None when jobs run one at a time (the backend then uses
+    them all)."""
+    reserved = OmegaConf.select(launcher, "ray.remote.num_cpus")  # hydra-ray-launcher
+    if reserved:
+        return max(1, int(reserved))
+    parallel = jobs_at_once(launcher.get("n_jobs"))  # hydra-joblib-launcher
+    return max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None

@@ -1,0 +1,153 @@
+"""A sweep's parent run: one per Hydra multirun (a Hydra callback), ended with the sweep's
+outcome from its children's, and its summary of every job."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mnist_exp.errors import UserError
+from mnist_exp.identity import git_state
+from mnist_exp.names import PARENT_RUN_ENV, PRUNED, PRUNED_TAG, SUMMARY_FILE
+from mnist_exp.tracking import background, orphans, store, store_checks
+from mnist_exp.tracking.outage import has_given_up
+from mnist_exp.tracking.queries import sweep_runs
+from mnist_exp.training.mnist import check_cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    status: str | None  # FINISHED, FAILED or KILLED; None when no job ran at all
+    ended: dict[str, str]  # each child run's final status (or PRUNED), by run id
+
+
+def sweep_outcome(children: dict[str, str], skipped: int, interrupted: bool) -> SweepOutcome:
+    """The sweep's status from its children's (run id -> status, or PRUNED for a run the search
+    stopped early, which is a result like FINISHED). A child still RUNNING lost its process (a
+    launcher stopped its worker, or the OS killed it): it ends KILLED if the sweep was
+    interrupted, FAILED otherwise, and never stays RUNNING."""
+    if not children and not skipped:
+        return SweepOutcome(None, {})
+    lost = "KILLED" if interrupted else "FAILED"
+    ended = {run_id: lost if s == "RUNNING" else s for run_id, s in children.items()}
+    if "FAILED" in ended.values():
+        status = "FAILED"
+    elif interrupted or "KILLED" in ended.values():
+        status = "KILLED"
+    else:
+        status = "FINISHED"
+    return SweepOutcome(status, ended)
+
+
+def child_status(run: Any) -> str:
+    """A child run's status, PRUNED for one the search's pruner stopped."""
+    return PRUNED if PRUNED_TAG in run.data.tags else run.info.status
+
+
+class SweepParentRun(Callback):
+    """Hydra callback: one MLflow parent run per multirun, ended with the sweep's outcome."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow import MlflowClient
+
+        launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        try:
+            store_checks.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
+            check_cache_dir(config.data.cache_dir)
+            experiment_id = store.use_experiment(config.tracking)
+        except UserError as err:
+            # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
+            # exit is what stops it, before any job runs or any run is recorded.
+            print(err, file=sys.stderr)
+            sys.exit(1)
+        orphans.end_orphans_in_experiment(experiment_id)
+        overrides = " ".join(config.hydra.overrides.task)
+        sweep_params = config.hydra.sweeper.get("params") or {}
+        swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
+            tags={
+                "sweep_dir": str(config.hydra.sweep.dir),
+                **orphans.this_process(),
+                **git_state(),
+            },  # fmt: skip
+        )
+        self.run_id = run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
+        atexit.register(self._end, interrupted=True)
+        log.info("Sweep parent run %s", self.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._end(interrupted=False) == "FAILED":
+            # The jobs caught their own errors so the sweep could go on; the exit code says so.
+            sys.exit(1)
+
+    def _end(self, interrupted: bool) -> str | None:
+        if self.run_id is None:
+            return None
+        if has_given_up():
+            return None  # the server is gone: the next command ends this run once it is back
+        from mlflow import MlflowClient
+
+        # Jobs that finished training may still be logging; their runs end when that is done.
+        background.flush()
+        client = MlflowClient()
+        parent = client.get_run(self.run_id)
+        children, earlier = sweep_runs(client, [parent.info.experiment_id], self.run_id)
+        outcome = sweep_outcome(
+            {child.info.run_id: child_status(child) for child in children},
+            len(earlier),
+            interrupted,
+        )
+        if outcome.status is None:
+            # Stopped before any job started (e.g. a bad override): the parent records nothing.
+            client.delete_run(self.run_id)
+            log.info("Sweep parent run %s deleted: no job ran", self.run_id)
+        else:
+            for child in children:
+                if child_status(child) != outcome.ended[child.info.run_id]:
+                    client.set_terminated(child.info.run_id, outcome.ended[child.info.run_id])
+            summary = self._summarise(outcome, children, earlier)
+            client.log_text(self.run_id, summary, SUMMARY_FILE)
+            client.set_terminated(self.run_id, outcome.status)
+        os.environ.pop(PARENT_RUN_ENV, None)
+        self.run_id = None
+        return outcome.status
+
+    def _summarise(self, outcome: SweepOutcome, children: list, earlier: list) -> str:
+        """Logs the sweep's counts and what did not finish; returns the summary of every job,
+        those skipped as already finished by an earlier sweep included."""
+        statuses = list(outcome.ended.values())
+        pruned = statuses.count(PRUNED)
+        head = (
+            f"Sweep {outcome.status} (parent run {self.run_id}): {statuses.count('FINISHED')} "
+            f"finished, {f'{pruned} pruned, ' if pruned else ''}{statuses.count('FAILED')} "
+            f"failed, {statuses.count('KILLED')} killed, {len(earlier)} skipped"
+        )
+        log.info("%s", head)
+        lines = [head, ""]
+        for child in children:
+            status = outcome.ended[child.info.run_id]
+            line = f"  {status:<8} {child.info.run_id}  {child.info.run_name}"
+            lines.append(line)
+            if status not in ("FINISHED", PRUNED):
+                log.info("%s", line)
+        for run in earlier:
+            line = f"  SKIPPED  {run.info.run_id}  {run.info.run_name} (already finished)"
+            lines.append(line)
+            log.info("%s", line)
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,192 @@
+"""A tracking server that stops answering mid-run: waited out for a while, then one clear error.
+
+A restart of the server (up to a minute or so) loses nothing: the Keras callback logs each
+epoch asynchronously and MLflow retries every request, so training goes on and its logging
+catches up. A server gone for longer than its patience (90 s, or MNIST_EXP_SERVER_PATIENCE)
+ends the run (and the sweep) with TrackingServerLost, one line that names the server; the runs
+it leaves RUNNING there are ended by the next command that opens the experiment once it is
+back, and a re-run resumes.
+
+mlflow and keras are imported inside functions: a config error should be reported without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+
+from mnist_exp.tracking.health import TrackingUnavailable, check_server, health_problem
+from mnist_exp.tracking.uris import is_server
+
+log = logging.getLogger(__name__)
+
+# How long a server may be away before the run gives up on it: 90 s, or this many seconds.
+PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
+DEFAULT_PATIENCE_SECONDS = 90
+
+
+def patience_seconds() -> int:
+    value = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_SECONDS))
+    if not value.isdigit() or int(value) == 0:
+        raise TrackingUnavailable(
+            f"{PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0"
+        )
+    return int(value)
+
+
+def retry_settings() -> dict[str, str]:
+    """MLflow retries a failed request with exponential backoff: with factor 1, n retries wait
+    0, 2, 4, ... 2**(n-1) s, 2**n - 2 s in all. The fewest retries that outlast the patience, so
+    a request in flight sees a server restart through (MLflow's own defaults, factor 2, wait 4
+    minutes per request, and every later request waits as long again). The timeout bounds a
+    server that accepts connections but does not answer."""
+    retries = max(1, math.ceil(math.log2(patience_seconds() + 2)))
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    }
+
+
+# Set once a process has reached the server: from then on (in this process and the launcher's
+# workers, which inherit it) the server being away is an outage to wait out, not a typo.
+SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
+
+
+class TrackingServerLost(TrackingUnavailable):
+    """The tracking server went away mid-run for longer than its patience."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        super().__init__(
+            f"MLflow tracking server {uri} stopped answering ({problem}) for over "
+            f"{patience_seconds()}s, so this stops here. Once it is back, run the same command "
+            "again: finished runs are skipped, the rest train again or resume."
+        )
+        self.uri = uri
+
+
+def retry_patiently(uri: str) -> None:
+    """MLflow's retry settings for `uri`, unless the user set their own."""
+    if is_server(uri):
+        for name, value in retry_settings().items():
+            os.environ.setdefault(name, value)
+        # urllib3 warns at every retry, and MLflow's background logging at every request that
+        # ran out of them; wait_for_server, ServerWatch and TrackingServerLost say it in words.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+        async_logger = logging.getLogger(ASYNC_LOGGER)
+        if not any(isinstance(f, _QuietWhileAway) for f in async_logger.filters):
+            async_logger.addFilter(_QuietWhileAway(uri))
+
+
+ASYNC_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+
+
+class _QuietWhileAway(logging.Filter):
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return has_given_up() is False and health_problem(self.uri, timeout=2) is None
+
+
+def wait_for_server(uri: str) -> None:
+    """Return once the server at `uri` answers. One this process has not used yet fails at once
+    (a typo, a server not started); one it has used gets patience_seconds() to come back."""
+    if os.environ.get(SEEN_ENV) != uri:
+        check_server(uri)
+        os.environ[SEEN_ENV] = uri
+        return
+    while still_away(uri, "waiting for it"):
+        time.sleep(2)
+
+
+def wait_if_away() -> None:
+    """Before a run logs its results: a server that went away while it trained gets what is
+    left of its patience, rather than a fresh 2 minutes of retries for each request."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if is_server(uri):
+        while still_away(uri, "waiting for it"):
+            time.sleep(2)
+
+
+# When this process found the server away, while it still is; shared by the checks above and
+# the Keras callback below, so that the patience counts from the start of the outage.
+_away_since: float | None = None
+
+
+def still_away(uri: str, meanwhile: str) -> bool:
+    """Whether the server is away; gives up (raises) once it has been for patience_seconds()."""
+    global _away_since
+    problem = health_problem(uri, timeout=2)
+    if problem is None:
+        if _away_since is not None:
+            log.info("MLflow server %s is back; logging catches up", uri)
+        _away_since = None
+        return False
+    now = time.monotonic()
+    if _away_since is None:
+        _away_since = now
+        log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
+                    meanwhile, patience_seconds())  # fmt: skip
+    elif now - _away_since > patience_seconds():
+        raise given_up(uri, problem)
+    return True
+
+
+def given_up(uri: str, problem: str) -> TrackingServerLost:
+    """The error to stop with; every MLflow request after it fails at once, so that nothing
+    (ending the run, the sweep's summary, MLflow's own exit handler) waits out its retries."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    return TrackingServerLost(uri, problem)
+
+
+def lost_server(err: BaseException) -> TrackingServerLost | None:
+    """What to raise instead of `err` when it happened because the server went away: MLflow
+    has already retried the request for about 2 minutes by then."""
+    import mlflow
+
+    if isinstance(err, TrackingServerLost):
+        return err
+    uri = mlflow.get_tracking_uri()
+    if not is_server(uri) or not isinstance(err, Exception):
+        return None
+    problem = health_problem(uri)
+    return None if problem is None else given_up(uri, problem)
+
+
+def has_given_up() -> bool:
+    return os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") == "0"
+
+
+def exit_now(code: int) -> None:
+    """Exit without Python's exit handlers once the server is given up on: MLflow's would wait
+    out the retries of every epoch still queued for it, minutes more."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def server_watch():
+    """A Keras callback that ends the fit when the server has been away too long. Each epoch's
+    metrics are logged in the background, so without it training would go on for hours with
+    nothing recorded."""
+    import keras
+    import mlflow
+
+    class ServerWatch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.uri = mlflow.get_tracking_uri()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if is_server(self.uri):
+                still_away(self.uri, "training goes on and its logging is retried")
+
+    return ServerWatch()

@@ -1,0 +1,85 @@
+"""What a run logs once it has trained: test metrics, figures, confusion matrix, model, run log.
+
+Logged by run id rather than through MLflow's active run, so that in a sweep it can go to the
+background worker (mnist_exp.tracking.background) while the next job trains. A run handed over stays
+RUNNING until all of it is in, then ends FINISHED (or FAILED, with error.txt): a FINISHED run is
+always complete, and one cut short is trained again by a re-run of its sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mnist_exp.names import CONFUSION_MATRIX_FILE
+from mnist_exp.tracking import tracked_model
+from mnist_exp.training import plots, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything a trained run still has to log, none of it shared with the next job."""
+
+    metrics: dict[str, float]  # test_loss, test_accuracy, fit_seconds
+    history: dict[str, list[float]]
+    sample_images: np.ndarray  # the first training images and their labels, for samples.png
+    sample_labels: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    probabilities: np.ndarray
+    model: Any
+    misclassified_tiles: int
+    run_log: str | None  # the run's console output, up to its "Done" line
+
+
+def log_outcome(run_id: str, outcome: Outcome) -> None:
+    """Log all of `outcome` into run `run_id`."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in outcome.metrics.items()])
+    confusion = train.confusion_matrix(outcome.y_test, outcome.probabilities)
+    figures = {
+        "samples.png": lambda: plots.sample_grid(outcome.sample_images, outcome.sample_labels),
+        "accuracy_curve.png": lambda: plots.accuracy_curve(outcome.history),
+        "loss_curve.png": lambda: plots.loss_curve(outcome.history),
+        "confusion_matrix.png": lambda: plots.confusion_matrix(confusion),
+        "misclassified.png": lambda: plots.misclassified_grid(
+            outcome.x_test, outcome.y_test, outcome.probabilities, outcome.misclassified_tiles
+        ),
+    }
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure(), name)
+    described = {"rows": "true digit", "columns": "predicted digit", "counts": confusion.tolist()}
+    client.log_dict(run_id, described, CONFUSION_MATRIX_FILE)
+    examples = outcome.x_test[:2]
+    tracked_model.log_model(outcome.model, examples, outcome.probabilities[:2], run_id)
+    if outcome.run_log is not None:
+        client.log_text(run_id, outcome.run_log, "run.log")
+
+
+def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> bool:
+    """On the background worker: log `outcome`, then end the run FINISHED (True), or FAILED with
+    the traceback in error.txt. Never raises: the job that trained it has moved on."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    try:
+        log_outcome(run_id, outcome)
+    except BaseException as err:
+        log.error("Run '%s' (%s) could not log what it trained, recorded FAILED: %s: %s",
+                  run_name, run_id, type(err).__name__, err)  # fmt: skip
+        client.log_text(run_id, traceback.format_exc(), "error.txt")
+        client.set_terminated(run_id, "FAILED")
+        return False
+    client.set_terminated(run_id, "FINISHED")
+    return True

@@ -1,0 +1,66 @@
+"""Reading runs back: a sweep's runs, a run's confusion matrix, its link in the UI; and a
+sweep's comparison logged to its parent run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mnist_exp.names import CONFUSION_MATRIX_FILE, IN_SWEEP_TAG, PARENT_TAG
+from mnist_exp.tracking.uris import is_local_store
+
+
+def children_filter(parent_run_id: str) -> str:
+    """The search_runs filter for a sweep's child runs (not the runs it skipped: sweep_runs)."""
+    return f"tags.{PARENT_TAG} = '{parent_run_id}'"
+
+
+def in_sweep_filter(parent_run_id: str) -> str:
+    """The search_runs filter for the finished runs a sweep skipped rather than train again."""
+    return f"tags.`{IN_SWEEP_TAG}{parent_run_id}` = 'skipped'"
+
+
+def sweep_runs(client: Any, experiment_ids: list[str], parent_run_id: str) -> tuple[list, list]:
+    """A sweep's child runs (oldest first), and the finished runs of earlier sweeps it skipped.
+
+    Two searches: MLflow's filter language has no OR.
+    """
+    found = [
+        client.search_runs(experiment_ids, which, order_by=["attributes.start_time ASC"],
+                           max_results=10_000)
+        for which in (children_filter(parent_run_id), in_sweep_filter(parent_run_id))
+    ]  # fmt: skip
+    return list(found[0]), list(found[1])
+
+
+def load_confusion_matrix(run_id: str) -> Any | None:
+    """A run's counts[true, predicted], or None for a run logged without them."""
+    import mlflow
+    import numpy as np
+
+    try:
+        logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFUSION_MATRIX_FILE}")
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return np.array(logged["counts"])
+
+
+def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) -> None:
+    """A sweep's comparison, into its parent run's artifacts under comparison/."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name in files:
+        client.log_artifact(parent_run_id, str(directory / name), "comparison")
+
+
+def run_link(run: Any) -> str:
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    local = is_local_store(uri)
+    base = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+    # Without workflowType, MLflow 3's UI opens in its GenAI (traces) mode.
+    link = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    link += "?workflowType=machine_learning"
+    return link + (" (start the UI with `make ui`)" if local else "")

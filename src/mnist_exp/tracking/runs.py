@@ -1,0 +1,163 @@
+"""One run's life in MLflow: started (or resumed), ended FINISHED, FAILED or KILLED, and found
+again by its config.
+
+mlflow is imported inside functions: a config error should be reported without paying for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from mnist_exp.errors import PrunedTrial
+from mnist_exp.identity import config_hash, git_state, hyperparameters
+from mnist_exp.names import (
+    IN_SWEEP_TAG,
+    NOTE_TAG,
+    PARENT_RUN_ENV,
+    PARENT_TAG,
+    RESUMED_TAG,
+    SKIPPED_TAG,
+)
+from mnist_exp.tracking import background, outage
+from mnist_exp.tracking.orphans import this_process
+
+log = logging.getLogger(__name__)
+
+# Work that finishes a run on the background worker, by run id (see finish_in_background).
+_finishing: dict[str, Callable[[], None]] = {}
+
+
+@contextlib.contextmanager
+def job_run(
+    config: dict[str, Any],
+    run_name: str,
+    system_metrics_seconds: float | None = None,
+    extra_tags: dict[str, str] | None = None,
+    resume: Any | None = None,
+    epochs_done: int = 0,
+) -> Iterator[Any]:
+    """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
+
+    `resume` is an earlier KILLED or FAILED run of this config to continue after `epochs_done`
+    epochs, back to RUNNING: it joins the current sweep, if any. A failure leaves its traceback
+    as error.txt in the run, so nothing is lost with the process. A run given to
+    `finish_in_background` is ended by the background worker instead. With
+    `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
+    (MLflow's system metrics, through psutil) and charted next to the training curves. A trial
+    the search's pruner stopped ends KILLED with its pruned_at_epoch tag, its curves kept.
+    """
+    import mlflow
+
+    if system_metrics_seconds:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_seconds)
+        # Its four INFO lines per run (started, no GPU, stopping, stopped) say nothing to act on.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    parent = os.environ.get(PARENT_RUN_ENV) or None
+    tags = {**this_process(), **git_state(), **(extra_tags or {})}
+    system_metrics = bool(system_metrics_seconds)
+    if resume is None:
+        tags["config_hash"] = config_hash(config)
+        run = mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=tags,
+                               log_system_metrics=system_metrics)  # fmt: skip
+    else:
+        note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
+                f"process {tags['pid']} on {tags['host']}")  # fmt: skip
+        tags[RESUMED_TAG] = note
+        if resume.data.tags.get(NOTE_TAG):  # the description says why it had stopped
+            tags[NOTE_TAG] = f"{resume.data.tags[NOTE_TAG]}\n\n{note}."
+        if parent:
+            tags[PARENT_TAG] = parent
+        run = mlflow.start_run(run_id=resume.info.run_id, tags=tags,
+                               log_system_metrics=system_metrics)  # fmt: skip
+    try:
+        if resume is None:
+            mlflow.log_params(hyperparameters(config))
+        mlflow.log_text(OmegaConf.to_yaml(config), "config.yaml")
+        yield run
+    except PrunedTrial as pruned:
+        _finishing.pop(run.info.run_id, None)
+        mlflow.set_tags(pruned.run_tags)
+        mlflow.end_run("KILLED")
+        raise
+    except KeyboardInterrupt:
+        _finishing.pop(run.info.run_id, None)
+        # Never swallow the interrupt, even if the store cannot take the record right now (a
+        # SQLite store still locked by the write the signal cut short): the sweep's parent run
+        # then ends this run KILLED on its way out.
+        with contextlib.suppress(Exception):
+            mlflow.log_text("Interrupted (Ctrl-C / KeyboardInterrupt)\n", "error.txt")
+            mlflow.end_run("KILLED")
+        raise
+    except BaseException as err:
+        _finishing.pop(run.info.run_id, None)
+        if lost := outage.lost_server(err):
+            # Nothing can be recorded there now; the run is ended once the server is back.
+            raise lost from None
+        mlflow.log_text(traceback.format_exc(), "error.txt")
+        mlflow.end_run("FAILED")
+        raise
+    finish = _finishing.pop(run.info.run_id, None)
+    if finish is None:
+        mlflow.end_run("FINISHED")
+        return
+    # Only this thread lets go of the run (and stops its system metrics): it stays RUNNING until
+    # the worker has logged the rest and ends it. Handed over after, so that end comes last.
+    mlflow.end_run("RUNNING")
+    background.submit(finish)
+
+
+def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
+    """Let the background worker call `finish` (which logs the rest of `run` and ends it) once
+    the job_run block has ended without an error, while this thread goes on to the next job."""
+    _finishing[run.info.run_id] = finish
+
+
+def finished_run_like(config: dict[str, Any]) -> Any | None:
+    """A FINISHED run of the current experiment with this config's hash, if there is one."""
+    import mlflow
+
+    found = mlflow.search_runs(
+        filter_string=f"tags.config_hash = '{config_hash(config)}' and "
+        "attributes.status = 'FINISHED'",
+        max_results=1,
+        output_format="list",
+    )
+    return found[0] if found else None
+
+
+def tag_run(tags: dict[str, str]) -> None:
+    """Tags on the active run: what this machine resolved (precision, oneDNN), not config."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def latest_run_like(config: dict[str, Any]) -> Any | None:
+    """The newest run of the current experiment with this config's hash, whatever its status."""
+    import mlflow
+
+    found = mlflow.search_runs(
+        filter_string=f"tags.config_hash = '{config_hash(config)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return found[0] if found else None
+
+
+def note_skipped(run_name: str, finished_run_id: str) -> None:
+    """Tell the sweep's parent run that a job was skipped, for its end-of-sweep summary."""
+    from mlflow import MlflowClient
+
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        client = MlflowClient()
+        client.set_tag(parent, f"{SKIPPED_TAG}{finished_run_id}", run_name)
+        client.set_tag(finished_run_id, f"{IN_SWEEP_TAG}{parent}", "skipped")

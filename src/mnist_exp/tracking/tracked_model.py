@@ -1,0 +1,74 @@
+"""The trained model in MLflow: logged in Keras's flavour with a signature, and registered."""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+from typing import Any
+
+from mnist_exp.training.backend import tensorflow_left_unloaded
+
+# The name the model is logged under (`runs:/<run id>/model`).
+MODEL_NAME = "model"
+
+# The model's requirements, pinned to the installed versions: MLflow would otherwise infer them
+# by loading the model in a subprocess, which costs seconds per run.
+MODEL_REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy")
+
+
+def _keras_flavor() -> Any:
+    """mlflow.keras, except that the model directory exists before save_model writes the input
+    example into it: with an input example, mlflow.keras.log_model fails on a missing directory
+    (mlflow/mlflow#16183, still open in 3.17). Drop this once that is fixed."""
+    import mlflow.keras
+
+    def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        # Model.log passes its own validate_serving_input on to the flavour; keras's has no use.
+        os.makedirs(path, exist_ok=True)
+        with tensorflow_left_unloaded():  # on JAX, Keras's serializer would import it
+            mlflow.keras.save_model(path=path, **kwargs)
+
+    return types.SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
+
+
+def log_model(model: Any, x_example: Any, probabilities: Any, run_id: str | None = None) -> float:
+    """The trained Keras model, loadable with mlflow.pyfunc.load_model; the seconds it took.
+
+    Into run `run_id`, by default the active one (another thread's run has to be named). The
+    signature and input example come from a few test images and the model's output for them.
+    """
+    from importlib.metadata import version
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    run_id = run_id or mlflow.active_run().info.run_id
+    start = time.perf_counter()
+    mlflow.models.Model.log(
+        run_id=run_id,
+        artifact_path=None,
+        name=MODEL_NAME,
+        flavor=_keras_flavor(),
+        model=model,
+        signature=infer_signature(x_example, probabilities),
+        input_example=x_example,
+        pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
+        # MLflow would load the model back to predict the example, printing Keras progress bars
+        # into the run log; tests/test_tracking.py checks that round trip instead.
+        validate_serving_input=False,
+    )
+    seconds = time.perf_counter() - start
+    mlflow.MlflowClient().log_metric(run_id, "log_model_seconds", seconds)
+    return seconds
+
+
+def register_model(run_id: str, name: str) -> str:
+    """Register the model a run logged as a new version of `name`; the version number."""
+    import mlflow
+
+    outputs = mlflow.MlflowClient().get_run(run_id).outputs
+    model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    if not model_ids:
+        raise LookupError(f"run {run_id} logged no model (it predates model logging)")
+    return mlflow.register_model(f"models:/{model_ids[-1]}", name).version

@@ -1,0 +1,119 @@
+"""A tracking server that goes away mid-sweep: a restart loses nothing, a longer outage ends the
+sweep with one line, and a re-run once the server is back finishes the job. A real `mlflow
+server`, stopped and started again on the same port over the same store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from mnist_exp.server import tracking_server
+from mnist_exp.tracking.loopback import free_port
+from tests.helpers import cli_env, parent_and_children, runs_in
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 20
+SWEEP = ["-m", "tracking=server", "model.hidden=8,16", "data.limit_train=1000",
+         "data.limit_test=200", f"train.epochs={EPOCHS}"]  # fmt: skip
+
+
+# The long outage is one longer than this, not the default 90 s, to keep the suite quick; a
+# restart (30-60 s on a loaded 2-core machine) gets the default.
+PATIENCE = 10
+
+
+def start_sweep(uri: str, tmp_path, mnist_dir, patience: int | None = None) -> subprocess.Popen:
+    env = {"MLFLOW_TRACKING_URI": uri}
+    if patience:
+        env["MNIST_EXP_SERVER_PATIENCE"] = str(patience)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", *SWEEP, f"hydra.sweep.dir={tmp_path}/multirun"],
+        cwd=tmp_path, env=cli_env(mnist_dir, env), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def wait_for(client: MlflowClient, proc: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + 300
+    while not ready(runs_in(client)):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def training(runs, n: int = 1) -> bool:
+    """Whether at least n child runs have logged an epoch."""
+    return sum("val_accuracy" in r.data.metrics and r.data.tags.get("mlflow.parentRunId")
+               is not None for r in runs) >= n  # fmt: skip
+
+
+def epochs_logged(client: MlflowClient, run) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+
+
+def test_a_server_restart_mid_sweep_loses_nothing(store, tmp_path, mnist_dir):
+    port = free_port()
+    with tracking_server(store.root, port) as uri:
+        client = MlflowClient(uri)
+        proc = start_sweep(uri, tmp_path, mnist_dir)
+        wait_for(client, proc, training, "the first job to train")
+    stopped = time.monotonic()
+    try:
+        time.sleep(5)  # and the restart itself takes 10-60 s, depending on the load
+        with tracking_server(store.root, port):
+            outage = time.monotonic() - stopped
+            output, _ = proc.communicate(timeout=600)
+            runs = runs_in(client)
+            parent, children = parent_and_children(runs)
+            histories = [epochs_logged(client, child) for child in children]
+    finally:
+        proc.kill()
+    print(f"server away for {outage:.0f}s")
+    assert proc.returncode == 0, output
+    assert len(runs) == 3, output
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert histories == [list(range(EPOCHS))] * 2  # every epoch of both jobs, none lost
+    assert all("test_accuracy" in c.data.metrics for c in children)
+    assert "is not answering" in output and "Traceback" not in output
+
+
+def test_a_long_outage_ends_the_sweep_in_one_line_and_a_rerun_finishes_it(
+    store, tmp_path, mnist_dir
+):
+    port = free_port()
+    with tracking_server(store.root, port) as uri:
+        client = MlflowClient(uri)
+        proc = start_sweep(uri, tmp_path, mnist_dir, PATIENCE)
+        # The first job is FINISHED and the second under way when the server goes.
+        wait_for(client, proc, lambda runs: training(runs, 2), "the second job to train")
+    stopped = time.monotonic()
+    try:
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    took = time.monotonic() - stopped
+    print(f"sweep ended {took:.0f}s after the server stopped")
+    assert proc.returncode == 1, output
+    assert took < PATIENCE + 40, output  # not MLflow's 4 minutes per request, again and again
+    (line,) = [line for line in output.splitlines() if "stopped answering" in line]
+    assert line.startswith(f"MLflow tracking server {uri} stopped answering"), line
+    assert f"for over {PATIENCE}s" in line
+    assert "run the same command again" in line
+    assert "Traceback" not in output, output
+
+    with tracking_server(store.root, port):
+        rerun = start_sweep(uri, tmp_path, mnist_dir)
+        output, _ = rerun.communicate(timeout=600)
+        runs = runs_in(client)
+    assert rerun.returncode == 0, output
+    assert "Skipping 'dense-h8" in output  # finished before the outage, not trained again
+    assert "RUNNING" not in {r.info.status for r in runs}, [(r.info.run_name, r.info.status)
+                                                           for r in runs]  # fmt: skip
+    finished = [r for r in runs if r.info.status == "FINISHED" and "model.hidden" in r.data.params]
+    assert sorted(int(r.data.params["model.hidden"]) for r in finished) == [8, 16]
