@@ -3,6 +3,7 @@ and what every run logs besides its results: the data sets it used and system me
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -13,8 +14,8 @@ from hydra.errors import MissingConfigException
 import mnist_exp
 from mnist_exp.config import ConfigError
 from mnist_exp.experiment import SweepError
-from mnist_exp.training.mnist import subset_digest
-from tests.helpers import LEAKY_ENV, TINY, Store, artifact_text, parent_and_children
+from mnist_exp.training.mnist import DataError, subset_digest
+from tests.helpers import LEAKY_ENV, TINY, Store, artifact_text, cli_env, parent_and_children
 
 # Sampled often enough that even a tiny run of a few seconds has several samples.
 FAST_SAMPLING = "tracking.system_metrics_seconds=0.5"
@@ -136,3 +137,39 @@ def test_run_sweep_with_a_bad_value_raises_with_the_clis_message(store, api_env,
     with pytest.raises(SweepError, match=r"model\.hidden=0: must be >= 1"):
         mnist_exp.run_sweep(overrides, echo=False)
     assert store.runs() == []  # a parent run opened for it is deleted again
+
+
+def test_a_cache_that_cannot_be_filled_is_refused_before_anything_is_recorded(
+    store: Store, api_env, tmp_path
+):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    with pytest.raises(DataError, match=r"data\.cache_dir=.*a-file/cache: MNIST is not cached"):
+        mnist_exp.run_experiment([f"data.cache_dir={blocked}/cache", *TINY, *store.overrides])
+    assert not store.root.exists()  # as the CLI: found before the store is even opened
+
+
+@pytest.mark.slow
+def test_a_cnn_through_the_api_is_prepared_as_the_cli_prepares_it(store: Store, run_cli, mnist_dir):
+    """Both ways in call tracked_run.prepare: oneDNN where it pays (the CNN, on x86), Keras's
+    backend, the cache check, the store. A fresh process, as a notebook kernel starts."""
+    overrides = ["model=cnn", "model.filters=[4]", "model.dense=8", *TINY, *store.overrides]
+    code = (
+        "import os, mnist_exp\n"
+        f"run = mnist_exp.run_experiment({overrides!r})\n"
+        "print('PREPARED', os.environ.get('TF_ENABLE_ONEDNN_OPTS'), os.environ['KERAS_BACKEND'])\n"
+    )
+    env = {k: v for k, v in cli_env(mnist_dir).items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert api.returncode == 0, api.stderr
+    prepared = next(line for line in api.stdout.splitlines() if line.startswith("PREPARED"))
+    onednn = "1" if platform.machine().lower() in ("x86_64", "amd64") else "None"
+    assert prepared == f"PREPARED {onednn} tensorflow"
+    done = run_cli(*overrides)
+    assert done.returncode == 0, done.stdout[-2000:]
+    by_way = {run.info.run_id: run for run in store.runs()}
+    assert len(by_way) == 2
+    set_here = ("onednn", "keras_backend", "precision", "config_hash")
+    api_run, cli_run = ({k: run.data.tags.get(k) for k in set_here} for run in by_way.values())
+    assert api_run == cli_run and api_run["onednn"] == ("on" if onednn == "1" else "off")

@@ -16,13 +16,21 @@ from optuna.trial import TrialState
 
 from mnist_exp.names import PARENT_TAG, PRUNED_TAG, TRIAL_TAG
 from mnist_exp.server import tracking_server
-from mnist_exp.sweeps.search.space import CNN_HEAD_WIDTHS, DENSE_WIDTHS, extremes, parse
-from mnist_exp.sweeps.search.study import INTERRUPTED_ATTR
+from mnist_exp.sweeps.search.space import (
+    CNN_HEAD_WIDTHS,
+    DENSE_WIDTHS,
+    custom_space,
+    extremes,
+    model_family,
+    parse,
+)
+from mnist_exp.sweeps.search.study import INTERRUPTED_ATTR, default_study_name
 from tests.helpers import (
     TINY,
     artifact_text,
     assert_clean_error,
     cli_env,
+    compose_config,
     default_sigint,
     parent_and_children,
     runs_in,
@@ -224,3 +232,24 @@ def test_parallel_search_prunes_through_a_server(run_cli, store):
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
     study = study_of(parent, storage)
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 4
+
+
+# The default study name of `+experiment=optuna_search`, as the search named it before the
+# package had subpackages (b9fa6c6, custom space mnist_exp.search_space.model_family).
+STUDY_BEFORE_THE_MOVE = "mnist-search-d3242a5f44"
+
+
+def test_a_search_started_before_the_package_moved_continues_its_study():
+    cfg = compose_config("+experiment=optuna_search", hydra=True)
+    chosen = cfg.hydra.sweeper
+    params = [f"{key}={value}" for key, value in chosen.params.items()]
+    assert chosen.custom_search_space == "mnist_exp.sweeps.search.space.model_family"
+    name = default_study_name(cfg.tracking.experiment, params, chosen.custom_search_space, chosen)
+    assert name == STUDY_BEFORE_THE_MOVE
+    # A command that still names the old path runs the same function, in the same study.
+    assert custom_space("mnist_exp.search_space.model_family") is model_family
+    old = default_study_name(cfg.tracking.experiment, params,
+                             "mnist_exp.search_space.model_family", chosen)  # fmt: skip
+    assert old == STUDY_BEFORE_THE_MOVE
+    # Any other change to the search is another study.
+    assert default_study_name(cfg.tracking.experiment, params[:1], None, chosen) != name
