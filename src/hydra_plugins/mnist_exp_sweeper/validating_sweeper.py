@@ -1,5 +1,8 @@
-"""Where Hydra finds the validating sweeper: it loads plugins only from `hydra_plugins`."""
+"""Where Hydra finds the validating sweeper. Hydra instantiates plugins only from classes defined
+in the `hydra_plugins` package, so the class is declared here; its code is in mnist_exp.sweeps."""
 
-from mnist_exp.sweeps.validating_sweeper import ValidatingSweeper
+from mnist_exp.sweeps import validating_sweeper
 
-__all__ = ["ValidatingSweeper"]
+
+class ValidatingSweeper(validating_sweeper.ValidatingSweeper):
+    pass

@@ -4,8 +4,8 @@ The basic sweeper already composes each job before launching it, which catches t
 unknown keys. It does not know our ranges (`model.dropout=1.5`), so without this a bad value in
 the last job of a sweep would surface only after the others had trained.
 
-Hydra finds plugins only in the `hydra_plugins` package: hydra_plugins/mnist_exp_sweeper
-imports this class, and Hydra instantiates it by the `_target_` below.
+Hydra instantiates plugins only from classes defined in the `hydra_plugins` package:
+hydra_plugins/mnist_exp_sweeper declares the class Hydra uses, a subclass of this one.
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from mnist_exp.sweeps.job import validate_sweep
 
 @dataclass
 class ValidatingSweeperConf:
-    _target_: str = "mnist_exp.sweeps.validating_sweeper.ValidatingSweeper"
+    _target_: str = "hydra_plugins.mnist_exp_sweeper.validating_sweeper.ValidatingSweeper"
     # None: one batch, so every job is validated before the first one runs.
     max_batch_size: int | None = None
     params: dict[str, str] | None = None

@@ -9,7 +9,8 @@ val_accuracy per epoch and stops when the pruner says so (mnist_exp.sweeps.searc
 trial's worker starts the next trial while the other is still training.
 
 The study is durable (mnist_exp.sweeps.search.study): the same command again continues it up
-to n_trials. Hydra finds this class through hydra_plugins/mnist_exp_sweeper.
+to n_trials. Hydra uses this class through its subclass in hydra_plugins/mnist_exp_sweeper
+(Hydra instantiates plugins only from classes defined in that package).
 """
 
 import logging
@@ -94,7 +95,7 @@ class NopPrunerConf:
 
 @dataclass
 class SearchSweeperConf:
-    _target_: str = "mnist_exp.sweeps.search.sweeper.SearchSweeper"
+    _target_: str = "hydra_plugins.mnist_exp_sweeper.search_sweeper.SearchSweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
     sampler: Any = MISSING
     pruner: Any = MISSING
