@@ -71,7 +71,7 @@ class Precision(enum.Enum):
     # bfloat16 compute, float32 weights (Keras mixed precision): faster only on hardware with
     # native bf16 (AVX512_BF16 or AMX on x86), much slower without (bench/RESULTS.md).
     mixed_bfloat16 = "mixed_bfloat16"
-    # mixed_bfloat16 where the hardware runs bf16 natively, float32 elsewhere (mnist_exp.hardware);
+    # mixed_bfloat16 where the hardware runs bf16 natively, float32 elsewhere (training.hardware);
     # each run tags and prints what it resolved to.
     auto = "auto"
 
@@ -180,7 +180,7 @@ class TrainConfig:
     # With early stopping: end with the best val_accuracy epoch's weights (true), or with the
     # last epoch's (false, Keras's default), which after a cosine schedule are the annealed ones.
     restore_best_weights: bool = True
-    # Keras loads one backend per process, before its first import (mnist_exp.backend): a
+    # Keras loads one backend per process, before its first import (training.backend): a
     # process, and so a sweep, trains on one backend only.
     backend: Backend = Backend.tensorflow
     # Speed only, the math is the same (train=literal sets Keras's defaults): batches run per

@@ -6,7 +6,7 @@ python -m mnist_exp.team -- model.hidden=64,128 train.epochs=2       # any sweep
 python -m mnist_exp.team --dir team/ -- ...         # keep the database and artifacts in team/
                                                     # (again: finished jobs are skipped)
 
-It is what a team runs on three machines (README, "For a team"), run here: the sweep's jobs are
+It is what a team runs on three machines (docs/team.md), run here: the sweep's jobs are
 Ray tasks that log through the MLflow server, which alone writes to PostgreSQL and to its
 artifact folder. Without --dir, everything lives in a fresh tmp folder that is removed at the end.
 """

@@ -16,7 +16,7 @@ from typing import Any
 from mnist_exp.config import Config
 from mnist_exp.sweeps.search import trial as search_trial
 from mnist_exp.tracking import datasets, epochs, orphans, outage, queries, runs, store
-from mnist_exp.training import backend, hardware
+from mnist_exp.training import backend, data, hardware
 from mnist_exp.training.mnist import check_cache_dir
 
 log = logging.getLogger("mnist_exp")
@@ -88,7 +88,7 @@ def train_and_log(
     backend.load_keras()
     # Here, not at the top: these import Keras, which `prepare` must set up first.
     from mnist_exp.tracking import outcome
-    from mnist_exp.training import data, models, train
+    from mnist_exp.training import models, train
     from mnist_exp.training.checkpoint import Checkpoint
 
     # A search continues at the trial level (study.py): a trial trains whole, in a run of its

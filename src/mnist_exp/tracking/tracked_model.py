@@ -55,7 +55,7 @@ def log_model(model: Any, x_example: Any, probabilities: Any, run_id: str | None
         input_example=x_example,
         pip_requirements=[f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS],
         # MLflow would load the model back to predict the example, printing Keras progress bars
-        # into the run log; tests/test_tracking.py checks that round trip instead.
+        # into the run log; tests/tracking/test_tracked_model.py checks that round trip.
         validate_serving_input=False,
     )
     seconds = time.perf_counter() - start
