@@ -62,12 +62,13 @@ def main(overrides: list[str]) -> None:
     import keras
 
     from mnist_exp.training import data, models, train
+    from mnist_exp.training.mnist import load_mnist
 
     keras.mixed_precision.set_global_policy("float32")
     model = models.build_model(cfg.model)
     train.compile_model(model, cfg.train, 12_800)
     batch = cfg.train.batch_size
-    mnist = data.load_mnist(cfg.data.cache_dir)
+    mnist = load_mnist(cfg.data.cache_dir)
     prepared = data.prepare(mnist, limit_train=16_000, limit_test=100)
     timer = train.EpochTimer(12_800)
     model.fit(prepared.x_train, prepared.y_train_cat, batch_size=batch, epochs=2,

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cpu import cpu_line, publish  # noqa: E402
 
-from mnist_exp.config import default_config  # noqa: E402
+from mnist_exp.composition import default_config  # noqa: E402
 
 QUICK = ["data.limit_train=5000", "train.epochs=2"]
 SWEEP = ["-m", "model.hidden=8,16,24,32,40,48", *QUICK]

@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 
-from mnist_exp.server import HOST, free_port, is_up
+from mnist_exp.server import is_up
+from mnist_exp.tracking.loopback import HOST, free_port
 
 WAYS = {
     "mlflow defaults (4 workers, job runner)": ([], {}),

@@ -12,9 +12,11 @@ from pathlib import Path
 import mlflow
 from cpu import cpu_line  # bench/ is on sys.path as the script's directory
 
-from mnist_exp.config import default_config
-from mnist_exp.tracking import runs as tracking
+from mnist_exp.composition import default_config
+from mnist_exp.tracking import datasets as run_datasets
+from mnist_exp.tracking import runs
 from mnist_exp.training import data
+from mnist_exp.training.mnist import load_mnist
 
 RUN_SECONDS = 5.0
 REPEATS = 3
@@ -22,16 +24,16 @@ REPEATS = 3
 
 def overhead(prepared, cache_dir: str, system_metrics: bool, datasets: bool) -> float:
     start = time.perf_counter()
-    with tracking.job_run({"bench": 1}, "overhead", 2.0 if system_metrics else None):
+    with runs.job_run({"bench": 1}, "overhead", 2.0 if system_metrics else None):
         if datasets:
-            tracking.log_datasets(prepared, cache_dir)
+            run_datasets.log_datasets(prepared, cache_dir)
         time.sleep(RUN_SECONDS)
     return time.perf_counter() - start - RUN_SECONDS
 
 
 def main() -> None:
     cache_dir = default_config().data.cache_dir
-    prepared = data.prepare(data.load_mnist(cache_dir, ["cache"]))  # full MNIST
+    prepared = data.prepare(load_mnist(cache_dir, ["cache"]))  # full MNIST
     root = Path(tempfile.mkdtemp())
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", f"{root}/artifacts"))
