@@ -22,7 +22,10 @@ def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
 
 
 # Variables that would send a test's runs somewhere other than its own tmp store.
-LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MNIST_EXP_PARENT_RUN_ID")
+# MLflow sets MLFLOW_EXPERIMENT_ID in a process that called set_experiment (the in-process API
+# tests), and a child process would inherit it.
+LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
+             "MNIST_EXP_PARENT_RUN_ID")  # fmt: skip
 
 # A run of seconds: enough data and epochs to exercise everything, not to learn well.
 TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]

@@ -49,7 +49,8 @@ def test_a_notebook_whose_keras_runs_another_backend_records_nothing(
 
 def printed_json(script: str) -> dict:
     """What a fresh Python process running `script` printed last, as JSON."""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
