@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_exp.compare import FILES, RESULT_COLUMNS, comparison_table
+from mnist_exp.compare import FILES
+from mnist_exp.names import PARENT_TAG
+from mnist_exp.run_table import RESULT_COLUMNS, comparison_table
 from mnist_exp.training.train import confusion_matrix
-from tests.helpers import Store, cli_env, parent_and_children, run_module
+from tests.helpers import TINY, Store, cli_env, parent_and_children, run_module
 
 REGISTERED = "tiny-best"
 
@@ -165,3 +167,59 @@ def test_a_pruned_trial_shows_the_epoch_it_was_stopped_after():
     table = comparison_table(runs, {"r1": [0.5, 0.8, 0.9], "r2": [0.3]})
     assert list(table.status) == ["FINISHED", "PRUNED (epoch 1)"]
     assert list(table.epochs) == [3, 1]
+
+
+@pytest.mark.slow
+def test_seeds_are_compared_per_variant_ties_said_and_the_best_variant_registered(
+    run_cli, run_tool, store: Store
+):
+    # Two widths, each under a change that does nothing to training (the validation batch
+    # size), on three seeds each: 12 runs, 4 variants.
+    sweep = ["-m", "model.hidden=4,64", "train.validation_batch_size=256,1024",
+             "hydra.sweeper.seeds=3", *TINY, *store.overrides]  # fmt: skip
+    done = run_cli(*sweep)
+    assert done.returncode == 0, done.stdout[-3000:]
+    runs = store.runs()
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG)]
+    assert len(children) == 12
+    assert {r.data.params["seed"] for r in children} == {"1", "2", "3"}
+    tags = {(r.data.tags["variant"], r.data.tags["variant_name"]) for r in children}
+    assert len(tags) == 4 and all("seed=" not in name for _, name in tags)
+
+    out = store.root / "compare"
+    compared = run_tool("compare", "--out", str(out), "--register", "tiny-variant", store=store)
+    assert compared.returncode == 0, compared.stderr
+    table = pd.read_csv(out / "variants.csv")
+    assert {"variant", "n", "val_mean", "val_ci_low", "val_ci_high", "test_mean",
+            "tied_with_best"} <= set(table.columns)  # fmt: skip
+    assert table.n.tolist() == [3, 3, 3, 3]
+    assert table.val_mean.is_monotonic_decreasing
+    wide = table.variant_name.str.startswith("dense-h64")
+    assert table.tied_with_best[wide].all() and not table.tied_with_best[~wide].any()
+    assert (table.val_ci_low <= table.val_mean).all() and (
+        table.val_mean <= table.val_ci_high
+    ).all()
+    said = compared.stdout
+    assert "4 variants (12 runs)" in said
+    assert (
+        "validation_batch_size=1024 and dense-h64 validation_batch_size=256 are tied" in said
+        or ("validation_batch_size=256 and dense-h64 validation_batch_size=1024 are tied" in said)
+    )
+    assert "are worse" in said
+    assert "Chose among the 12 runs (4 variants) of sweep" in said
+    parent = next(r for r in runs if not r.data.tags.get(PARENT_TAG))
+    logged = {a.path for a in store.client().list_artifacts(parent.info.run_id, "comparison")}
+    assert {
+        "comparison/variants.csv",
+        "comparison/variants.md",
+        "comparison/variants.png",
+    } <= logged
+
+    best = table.iloc[0]
+    (version,) = store.client().search_model_versions("name = 'tiny-variant'")
+    chosen = store.client().get_run(version.run_id)
+    assert chosen.data.tags["variant"] == best.variant
+    seeds_of_best = [r for r in children if r.data.tags["variant"] == best.variant]
+    assert chosen.data.metrics["val_accuracy"] == max(r.data.metrics["val_accuracy"]
+                                                     for r in seeds_of_best)  # fmt: skip
+    assert "n=3" in version.description and "95 % interval" in version.description

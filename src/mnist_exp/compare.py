@@ -5,10 +5,13 @@ python -m mnist_exp.compare --parent RUN_ID        # one sweep, by its parent ru
 python -m mnist_exp.compare --all                  # every run of the experiment
 python -m mnist_exp.compare --register mnist-best  # ... and register the best run's model
 
-Prints a table (only the params that differ, best validation accuracy, test accuracy, epochs,
-fit time, status; best first) and writes it as runs.md and runs.csv beside two figures: the
-validation-accuracy curves overlaid, and the misclassified test images per digit per run. A sweep's
-comparison is also logged to its parent run, under comparison/.
+Runs that differ only in their seed are one variant, compared as one: its mean best validation
+accuracy with a 95 % interval, and whether it is tied with the best variant (sweeps.variants).
+Prints the variants (or, with one seed each, the runs) best first, says in words what differs
+for real, and writes runs.md/.csv and variants.md/.csv beside the figures: validation curves
+(a mean and band per variant), each variant's interval with its seeds, and the misclassified test
+images per digit per run. A sweep's comparison is also logged to its parent run, under
+comparison/. --register registers the best variant's best seed.
 """
 
 from __future__ import annotations
@@ -17,13 +20,22 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mnist_exp.cli import fail
 from mnist_exp.composition import default_config
 from mnist_exp.config import PROJECT_ROOT
-from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, PRUNED_TAG
+from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG
+from mnist_exp.run_table import (
+    RESULT_COLUMNS,
+    comparison_table,
+    fitted,
+    for_reading,
+    markdown,
+    validation_history,
+    variant_columns,
+)
+from mnist_exp.sweeps import variants
 from mnist_exp.tracking import orphans, queries, store, tracked_model
 from mnist_exp.tracking.health import TrackingUnavailable
 from mnist_exp.training import plots
@@ -32,9 +44,15 @@ from mnist_exp.training import plots
 PARENT_COLUMN = f"tags.{PARENT_TAG}"
 # Columns of the tags that link a finished run to each later sweep that skipped it.
 IN_SWEEP_PREFIX = f"tags.{IN_SWEEP_TAG}"
-# The columns after the differing params, in order; what the table is sorted by comes first.
-RESULT_COLUMNS = ["best_val_accuracy", "test_accuracy", "epochs", "fit_seconds", "status"]
-FILES = ("runs.md", "runs.csv", "val_accuracy.png", "misclassified_per_class.png")
+FILES = (
+    "runs.md",
+    "runs.csv",
+    "variants.md",
+    "variants.csv",
+    "val_accuracy.png",
+    "variants.png",
+    "misclassified_per_class.png",
+)
 
 
 def sweep_members(runs: pd.DataFrame) -> dict[str, pd.Series]:
@@ -78,78 +96,65 @@ def select_runs(experiment: str, parent: str | None, every: bool):
     return runs[members[parent]], parent
 
 
-def run_labels(runs: pd.DataFrame) -> pd.Series:
-    """Run names, made unique with an id prefix where two runs share a name."""
-    names = runs["tags.mlflow.runName"].fillna("")
-    repeated = names.duplicated(keep=False)
-    return names.where(~repeated, names + " [" + runs.run_id.str[:8] + "]")
-
-
-def comparison_table(runs: pd.DataFrame, val_curves: dict[str, list[float]]) -> pd.DataFrame:
-    """One row per run, best first. val_curves maps each run id to its val_accuracy per epoch."""
-    # MLflow's Keras callback also logs the optimizer's own config (optimizer_*), restating train.*
-    params = runs.filter(like="params.").drop(columns=runs.filter(like="params.optimizer_"))
-    differing = [c for c in params if params[c].nunique(dropna=False) > 1]
-    table = pd.DataFrame({"run": run_labels(runs)})
-    for column in differing:
-        table[column.removeprefix("params.")] = runs[column]
-    table["best_val_accuracy"] = [max(val_curves[r], default=np.nan) for r in runs.run_id]
-    table["test_accuracy"] = runs.get("metrics.test_accuracy", np.nan)
-    table["epochs"] = [len(val_curves[r]) for r in runs.run_id]
-    table["fit_seconds"] = runs.get("metrics.fit_seconds", np.nan)
-    table["status"] = statuses(runs)
-    table["run_id"] = runs.run_id
-    # Validation accuracy picks the winner, so the test set stays a fair final check.
-    ranked = table.sort_values(["best_val_accuracy", "test_accuracy"], ascending=False)
-    return ranked.reset_index(drop=True)
-
-
-def statuses(runs: pd.DataFrame) -> pd.Series:
-    """MLflow's status, or `PRUNED (epoch N)` for a search trial its pruner stopped after N."""
-    pruned = runs.get(f"tags.{PRUNED_TAG}", pd.Series(None, index=runs.index, dtype=object))
-    return runs.status.where(pruned.isna(), "PRUNED (epoch " + pruned.astype(str) + ")")
-
-
-def for_reading(table: pd.DataFrame) -> pd.DataFrame:
-    shown = table.copy()
-    for column, digits in (("best_val_accuracy", 4), ("test_accuracy", 4), ("fit_seconds", 1)):
-        shown[column] = shown[column].map(lambda v, d=digits: "-" if pd.isna(v) else f"{v:.{d}f}")
-    return shown.fillna("-").astype(str)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    # pandas' to_markdown needs the tabulate package; a pipe table is four lines.
-    lines = [table.columns.tolist(), ["---"] * len(table.columns), *table.values.tolist()]
-    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
-
-
-def validation_history(runs: pd.DataFrame) -> dict[str, list[float]]:
-    """Each run's val_accuracy per epoch, by run id."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    val_curves = {}
-    for run_id in runs.run_id:
-        history = sorted(client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
-        val_curves[run_id] = [m.value for m in history]
-    return val_curves
-
-
-def write_comparison(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
-    """The table and both figures, written into `out`; returns the table."""
+def write_comparison(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-run table, the per-variant one and their figures, written into `out`; both
+    tables. Runs of one variant (the same config but for the seed) are compared as one."""
     val_curves = validation_history(runs)
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: queries.load_confusion_matrix(r) for r in table.run_id}
+    seeds = table.drop(columns="seed", errors="ignore").merge(variant_columns(runs), on="run_id")
+    finished = seeds[seeds.status == "FINISHED"]
+    by_variant = variants.summarise(finished)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs.md").write_text(markdown(for_reading(table)))
     table.to_csv(out / "runs.csv", index=False)
-    curves = {labels[r]: val_curves[r] for r in table.run_id if val_curves[r]}
-    plots.validation_curves(curves).savefig(out / "val_accuracy.png")
+    by_variant.drop(columns=["seeds", "label"]).assign(
+        seeds=[" ".join(f"{s}:{v:.4f}" for s, v in d.items()) for d in by_variant.seeds]
+    ).to_csv(out / "variants.csv", index=False)
+    verdict = variants.verdict(by_variant)
+    (out / "variants.md").write_text(
+        f"{markdown(for_reading(variants_shown(by_variant)))}\n{verdict}\n"
+    )
+    if (by_variant.n > 1).any():
+        grouped: dict[str, list[list[float]]] = {}
+        for run_id, name in zip(finished.run_id, finished.variant_name, strict=True):
+            grouped.setdefault(name, []).append(val_curves[run_id])
+        ordered = {label: grouped[name] for name, label in
+                   zip(by_variant.variant_name, by_variant.label, strict=True)}  # fmt: skip
+        plots.variant_curves(variants.curve_bands(ordered)).savefig(out / "val_accuracy.png")
+    else:
+        curves = {labels[r]: val_curves[r] for r in table.run_id if val_curves[r]}
+        plots.validation_curves(curves).savefig(out / "val_accuracy.png")
+    rows = [(r.label, r.val_mean, r.val_ci_low, r.val_ci_high, list(r.seeds.values()),
+             r.tied_with_best) for r in by_variant.itertuples()]  # fmt: skip
+    plots.variant_intervals(rows).savefig(out / "variants.png")
     counted = {name: counts for name, counts in confusions.items() if counts is not None}
     plots.misclassified_per_class(counted).savefig(out / "misclassified_per_class.png")
-    return table
+    return table, by_variant
+
+
+def variants_shown(by_variant: pd.DataFrame) -> pd.DataFrame:
+    """The per-variant table as people read it: interval as one column, seeds as a list."""
+    shown = by_variant[["label", "n", "val_mean", "val_sd", "test_mean"]].copy()
+    shown.insert(4, "val 95% interval", [
+        "-" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
+        for lo, hi in zip(by_variant.val_ci_low, by_variant.val_ci_high, strict=True)
+    ])  # fmt: skip
+    shown["tied_with_best"] = by_variant.tied_with_best.map({True: "yes", False: "no"}).fillna("?")
+    shown["seeds"] = [" ".join(f"{v:.4f}" for v in d.values()) for d in by_variant.seeds]
+    return shown.rename(columns={"label": "variant"})
+
+
+def mixed_settings(runs: pd.DataFrame) -> list[str]:
+    """What differs among runs that are not comparable as equals: the data and epochs."""
+    keys = ("data.limit_train", "data.limit_test", "train.epochs")
+    return [
+        f"{key} ({', '.join(sorted(map(str, runs[f'params.{key}'].fillna('all').unique())))})"
+        for key in keys
+        if f"params.{key}" in runs and runs[f"params.{key}"].nunique(dropna=False) > 1
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--parent", metavar="RUN_ID", help="a sweep's parent run (default: latest)")
     which.add_argument("--all", action="store_true", help="every run of the experiment")
     parser.add_argument("--out", type=Path, help="default: outputs/compare/<parent run | name>")
-    parser.add_argument("--register", metavar="NAME", help="register the best run's model")
+    parser.add_argument("--register", metavar="NAME",
+                        help="register the model of the best variant's best seed")  # fmt: skip
     parser.add_argument("--tracking-uri", default=defaults.uri, help="default: %(default)s")
     args = parser.parse_args(argv)
 
@@ -172,29 +178,56 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(err))
     runs, parent = select_runs(args.experiment, args.parent, args.all)
     out = args.out or PROJECT_ROOT / "outputs" / "compare" / (parent or f"{args.experiment}-all")
-    table = write_comparison(runs, out)
+    table, by_variant = write_comparison(runs, out)
 
     what = f"sweep {parent}" if parent else f"experiment '{args.experiment}'"
-    print(f"{len(table)} runs of {what}, best validation accuracy first:\n")
-    shown = for_reading(table)
-    shown["run"] = shown["run"].str.ljust(shown["run"].str.len().max())  # names read left-aligned
-    print(shown.to_string(index=False, justify="left"))
+    if (by_variant.n > 1).any():
+        print(f"{len(by_variant)} variants ({len(table)} runs) of {what}, best mean first:\n")
+        keep = ["variant", "n", "val_mean", "val 95% interval", "tied_with_best"]
+        print(fitted(for_reading(variants_shown(by_variant)), keep)[0])
+    else:
+        print(f"{len(table)} runs of {what}, best validation accuracy first:\n")
+        text, left_out = fitted(for_reading(table), ["run", *RESULT_COLUMNS, "run_id"])
+        print(text)
+        if left_out:
+            print(f"({len(left_out)} more columns in runs.csv: {', '.join(left_out)})")
+    print(f"\n{variants.verdict(by_variant)}")
+    if not parent and (mixed := mixed_settings(runs)):
+        print(f"Note: these runs differ in {'; '.join(mixed)}: they are listed side by side, "
+              "not comparable as equals.")  # fmt: skip
     print(f"\nWrote {', '.join(FILES)} to {out}")
     if parent:
         queries.log_comparison(parent, out, FILES)
         print(f"Logged them to the parent run {parent}, under comparison/")
     if args.register:
-        best = table.iloc[0]
-        try:
-            version = tracked_model.register_model(best.run_id, args.register)
-        except LookupError as err:
-            fail(str(err))
-        print(
-            f"Registered the model of {best.run} ({best.run_id}) as '{args.register}' version "
-            f"{version}. Use it:\n  python -m mnist_exp.predict --model "
-            f"models:/{args.register}/{version} --test-index 0"
-        )
+        register(args.register, by_variant, table, what)
     return 0
+
+
+def register(name: str, by_variant: pd.DataFrame, table: pd.DataFrame, among: str) -> None:
+    """The best variant's best seed: the variant with the best mean, then, within it, the run
+    with the best validation accuracy; its model version says so."""
+    if by_variant.empty:
+        fail(f"no FINISHED run among the {len(table)} runs of {among} to register")
+    best = by_variant.iloc[0]
+    run = table.set_index("run_id").loc[best.best_run_id]
+    interval = (f", 95 % interval [{best.val_ci_low:.4f}, {best.val_ci_high:.4f}]"
+                if best.n > 1 else " (one seed: no interval)")  # fmt: skip
+    description = (f"Variant {best.label} ({best.variant}): best of {len(by_variant)} "
+                   f"variants of {among} by mean validation accuracy {best.val_mean:.4f} over "
+                   f"n={best.n} seed(s){interval}; this is its best seed's run.")  # fmt: skip
+    try:
+        version = tracked_model.register_model(best.best_run_id, name, description)
+    except LookupError as err:
+        fail(str(err))
+    others = "; --all chooses among every run of the experiment" if "sweep" in among else ""
+    print(
+        f"Chose among the {len(table)} runs ({len(by_variant)} variants) of {among}{others}: "
+        f"{best.label}, mean {best.val_mean:.4f} over {best.n} seed(s){interval}.\n"
+        f"Registered its best seed's model, {run.run} ({best.best_run_id}), as '{name}' version "
+        f"{version}. Use it:\n  python -m mnist_exp.predict --model models:/{name}/{version} "
+        "--test-index 0"
+    )
 
 
 if __name__ == "__main__":

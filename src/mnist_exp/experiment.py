@@ -122,7 +122,8 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     import mlflow
     import pandas as pd
 
-    from mnist_exp import compare
+    # Not at the top: run_table imports pandas, which a single run does without.
+    from mnist_exp import run_table
 
     if found:
         store.use_store(tracking_cfg.uri)
@@ -140,8 +141,8 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
         earlier = mlflow.search_runs([parent.info.experiment_id],
                                      filter_string=f"attributes.run_id IN ({ids})")  # fmt: skip
         runs = pd.concat([runs, earlier], ignore_index=True)
-    curves = compare.validation_history(runs)
-    table = compare.comparison_table(runs, curves)
+    curves = run_table.validation_history(runs)
+    table = run_table.comparison_table(runs, curves)
     named = dict(zip(table.run_id, table.run, strict=True))
     return SweepRun(parent.info.run_id, parent.info.status, table,
                     {named[r]: curves[r] for r in table.run_id})  # fmt: skip

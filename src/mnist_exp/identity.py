@@ -51,6 +51,21 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# The key that picks a run's random draws (initialisation, shuffling, dropout), not what it is.
+SEED = "seed"
+
+
+def variant_id(config: dict[str, Any]) -> str:
+    """What a run is apart from its seed: runs of one variant differ only by chance, and are
+    compared as one (mean, interval) rather than one by one."""
+    return config_hash({key: value for key, value in config.items() if key != SEED})[:10]
+
+
+def variant_name(run_name: str) -> str:
+    """A run's name without its seed (`dense-h64 seed=3` -> `dense-h64`)."""
+    return " ".join(part for part in run_name.split(" ") if not part.startswith(f"{SEED}="))
+
+
 def git_state() -> dict[str, str]:
     """The commit the code came from, and whether the work tree had uncommitted changes."""
 

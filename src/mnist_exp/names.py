@@ -23,10 +23,17 @@ IN_SWEEP_TAG = "in_sweep."
 # On a run that a later process resumed from its checkpoint: from which epoch, after what.
 RESUMED_TAG = "resumed"
 
+# Every run: what it is apart from its seed, as an id and as its run name without the seed, so
+# that MLflow's UI can group a variant's seeds too (identity.variant_id, variant_name).
+VARIANT_TAG = "variant"
+VARIANT_NAME_TAG = "variant_name"
+
 # A search's child runs: which trial a run is, and the epoch after which a pruned one stopped.
 TRIAL_TAG = "optuna_trial"
 STUDY_TAG = "optuna_study"
 PRUNED_TAG = "pruned_at_epoch"
+# A search's re-run of one of its best trials on a fresh seed: the trial's number.
+CONFIRM_TAG = "confirm"
 # A child run the search's pruner stopped early: KILLED in MLflow, but a result, not a loss.
 PRUNED = "PRUNED"
 

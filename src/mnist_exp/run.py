@@ -27,6 +27,7 @@ from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
 from mnist_exp.sweeps import job
 from mnist_exp.sweeps.launchers import cores_per_job, runs_in_this_process
+from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
 from mnist_exp.tracking.uris import is_local_store
@@ -59,13 +60,14 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
         tracked_run.train_and_log(typed, config, name, threads, log_path)
         return None
     trial = job_trial(hydra_cfg.sweeper)  # None unless a search (hydra/sweeper=search) runs it
+    tags = confirm.job_tags(hydra_cfg.sweeper)  # a search's re-run of a trial on a new seed
     # Not through a tracking server: its outages are waited out by the job (tracking.outage),
     # which the background worker does not do yet.
     background = runs_in_this_process(hydra_cfg.launcher) and is_local_store(typed.tracking.uri)
 
     def train() -> dict[str, list[float]]:
         return tracked_run.train_and_log(
-            typed, config, name, threads, log_path, background, trial
+            typed, config, name, threads, log_path, background, trial, tags
         ).history
 
     return job.run_job(typed, config, name, train)

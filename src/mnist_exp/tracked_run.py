@@ -76,6 +76,7 @@ def train_and_log(
     log_path: Path | None,
     background: bool = False,
     trial: Any = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainedRun:
     """One tracked run: data, model, fit, evaluation, figures and model into MLflow.
 
@@ -96,7 +97,7 @@ def train_and_log(
     keep_checkpoints = typed.tracking.checkpoint_dir and trial is None
     resume, checkpoint = resumable_run(typed, config) if keep_checkpoints else (None, None)
     epochs_done = checkpoint.completed_epochs() if checkpoint else 0
-    tags = search_trial.trial_tags(trial)
+    tags = {**search_trial.trial_tags(trial), **(tags or {})}
     metrics_seconds = typed.tracking.system_metrics_seconds
     with runs.job_run(config, name, metrics_seconds, tags, resume, epochs_done) as run:
         if resume is not None:

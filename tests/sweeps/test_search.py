@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -253,3 +254,65 @@ def test_a_search_started_before_the_package_moved_continues_its_study():
     assert old == STUDY_BEFORE_THE_MOVE
     # Any other change to the search is another study.
     assert default_study_name(cfg.tracking.experiment, params[:1], None, chosen) != name
+
+
+@pytest.mark.slow
+def test_a_search_confirms_its_leaders_on_fresh_seeds_and_resumes_an_interrupted_confirmation(
+    store, tmp_path, mnist_dir, run_cli
+):
+    # Two trials, then both again on two fresh seeds; four epochs, so that the interrupt lands
+    # while a confirmation run trains.
+    command = [*SEARCH, "train.epochs=4", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=2",
+               "hydra.sweeper.confirm.top_k=2", "hydra.sweeper.confirm.seeds=2",
+               *store.overrides]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            out = "".join(lines)
+            if "Confirming the 2 best trials" in out and "Epoch 2/4" in out.split("Confirming")[1]:
+                break  # the first confirmation run has trained an epoch
+            time.sleep(0.05)
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(lines)[-3000:]
+
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "2 of 2 trials done, 0 to go" in again.stdout
+    assert "Confirmed on 2 fresh seeds: trial" in again.stdout
+    runs = store.runs()
+    confirming = [r for r in runs if "confirm" in r.data.tags]
+    trials = [r for r in runs if TRIAL_TAG in r.data.tags]
+    assert len(trials) == 2  # no trial trained again
+    # Each leader on each fresh seed once: the interrupted run resumed, none ran twice.
+    finished = [r for r in confirming if r.info.status == "FINISHED"]
+    assert sorted((r.data.tags["confirm"], r.data.params["seed"]) for r in finished) == sorted(
+        (str(n), s) for n in (0, 1) for s in ("43", "44")
+    )
+    assert len(confirming) == 4 and any("resumed" in r.data.tags for r in confirming)
+    for run in finished:
+        steps = [m.step for m in store.client().get_metric_history(run.info.run_id, "loss")]
+        assert steps == [0, 1, 2, 3]  # every epoch once
+    parent = next(r for r in runs if r.info.run_id == again_parent(again.stdout))
+    assert parent.data.metrics["confirmed.n"] == 2
+    assert parent.data.metrics["confirmed.val_ci_low"] <= parent.data.metrics["confirmed.val_mean"]
+    assert parent.data.metrics["confirmed.val_mean"] <= parent.data.metrics["confirmed.val_ci_high"]
+    assert "confirmed.model" in parent.data.params
+    assert parent.data.tags["confirmed.trial"] in ("0", "1")
+
+
+def again_parent(printed: str) -> str:
+    return re.findall(r"Sweep parent run ([0-9a-f]{32})", printed)[-1]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from mnist_exp.config import Config, ConfigError, validate
 from mnist_exp.errors import PrunedTrial
+from mnist_exp.identity import SEED
 from mnist_exp.names import OBJECTIVE
 from mnist_exp.tracking import runs
 from mnist_exp.tracking.outage import TrackingServerLost
@@ -74,6 +75,15 @@ def validate_sweep(
         backends.add(typed.train.backend.value)
     check_one_backend(backends)
     return composed
+
+
+def with_seeds(arguments: list[str], params: dict | None, seeds: int | None) -> list[str]:
+    """The sweep's overrides with `seed=range(1, seeds + 1)` added, unless seed is already
+    given (on the command line or in the preset's sweeper params)."""
+    given = [*arguments, *(f"{key}={value}" for key, value in (params or {}).items())]
+    if not seeds or any(o.lstrip("+~").partition("=")[0] == SEED for o in given):
+        return list(arguments)
+    return [*arguments, f"{SEED}=range(1,{seeds + 1})"]
 
 
 def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> Any:

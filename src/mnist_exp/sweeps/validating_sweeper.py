@@ -15,7 +15,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
-from mnist_exp.sweeps.job import validate_sweep
+from mnist_exp.sweeps.job import InvalidSweep, validate_sweep, with_seeds
 
 
 @dataclass
@@ -24,6 +24,9 @@ class ValidatingSweeperConf:
     # None: one batch, so every job is validated before the first one runs.
     max_batch_size: int | None = None
     params: dict[str, str] | None = None
+    # Every config of the sweep on seeds 1..N (hydra.sweeper.seeds=N), unless seed is swept
+    # already: each variant then has N runs, compared as one (sweeps.variants).
+    seeds: int | None = None
 
 
 ConfigStore.instance().store(
@@ -32,6 +35,16 @@ ConfigStore.instance().store(
 
 
 class ValidatingSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: int | None, params: dict | None = None, seeds=None):
+        super().__init__(max_batch_size, params)
+        self.seeds = seeds
+
+    def sweep(self, arguments: list[str]) -> Any:
+        # Here, not in __init__: Hydra prints an error raised while it sweeps as one message.
+        if self.seeds is not None and self.seeds < 1:
+            raise InvalidSweep(f"hydra.sweeper.seeds={self.seeds}: must be a whole number >= 1")
+        return super().sweep(with_seeds(arguments, self.params, self.seeds))
+
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         # The launcher composes each job again, right after we composed it to validate it: it

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mnist_exp.errors import PrunedTrial
-from mnist_exp.identity import config_hash, git_state, hyperparameters
+from mnist_exp.identity import config_hash, git_state, hyperparameters, variant_id, variant_name
 from mnist_exp.names import (
     IN_SWEEP_TAG,
     NOTE_TAG,
@@ -24,6 +24,8 @@ from mnist_exp.names import (
     PARENT_TAG,
     RESUMED_TAG,
     SKIPPED_TAG,
+    VARIANT_NAME_TAG,
+    VARIANT_TAG,
 )
 from mnist_exp.tracking import background, outage
 from mnist_exp.tracking.orphans import this_process
@@ -61,6 +63,7 @@ def job_run(
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     parent = os.environ.get(PARENT_RUN_ENV) or None
     tags = {**this_process(), **git_state(), **(extra_tags or {})}
+    tags |= {VARIANT_TAG: variant_id(config), VARIANT_NAME_TAG: variant_name(run_name)}
     system_metrics = bool(system_metrics_seconds)
     if resume is None:
         tags["config_hash"] = config_hash(config)

@@ -63,12 +63,15 @@ def log_model(model: Any, x_example: Any, probabilities: Any, run_id: str | None
     return seconds
 
 
-def register_model(run_id: str, name: str) -> str:
-    """Register the model a run logged as a new version of `name`; the version number."""
+def register_model(run_id: str, name: str, description: str | None = None) -> str:
+    """Register the model a run logged as a new version of `name`, described; its number."""
     import mlflow
 
     outputs = mlflow.MlflowClient().get_run(run_id).outputs
     model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
     if not model_ids:
         raise LookupError(f"run {run_id} logged no model (it predates model logging)")
-    return mlflow.register_model(f"models:/{model_ids[-1]}", name).version
+    version = mlflow.register_model(f"models:/{model_ids[-1]}", name).version
+    if description:
+        mlflow.MlflowClient().update_model_version(name, version, description=description)
+    return version

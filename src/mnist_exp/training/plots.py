@@ -64,18 +64,56 @@ def misclassified_grid(
     return _image_grid(images[shown], titles, title)
 
 
-def _curves(series: dict[str, list[float]], ylabel: str, title: str) -> Figure:
-    """One line per named series, plotted against epochs 1, 2, ..."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _style(i: int, count: int) -> dict[str, object]:
+    """A colour and line style of its own for line i of `count`: ten colours, then twenty, and
+    a new line style each time the colours come round again, so thirty lines stay apart."""
+    palette = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
+    colours = palette.N
+    return {"color": palette(i % colours), "linestyle": LINE_STYLES[(i // colours) % 4]}
+
+
+def _epoch_axes(fig: Figure, ylabel: str, title: str):
     ax = fig.subplots()
-    for label, values in series.items():
-        ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    return ax
+
+
+def _legend_columns(entries: int) -> int:
+    return 1 if entries <= 15 else 2
+
+
+def _figure_for_legend(entries: int) -> Figure:
+    """Room for the curves and, beside them, a legend of `entries` lines."""
+    columns = _legend_columns(entries)
+    rows = math.ceil(entries / columns)
+    return Figure(figsize=(9 + 3 * (columns - 1), max(4.5, 0.19 * rows + 1)), layout="constrained")
+
+
+def _legend_outside(ax, entries: int) -> None:
+    # Beside the axes, never over the curves, however many there are.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+              ncols=_legend_columns(entries))  # fmt: skip
+
+
+def _curves(series: dict[str, list[float]], ylabel: str, title: str) -> Figure:
+    """One line per named series, plotted against epochs 1, 2, ..."""
+    few = len(series) <= 3
+    fig = Figure(figsize=(6, 4), layout="constrained") if few else _figure_for_legend(len(series))
+    ax = _epoch_axes(fig, ylabel, title)
+    for i, (label, values) in enumerate(series.items()):
+        style = _style(i, len(series))
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label, **style)
+    if few:
+        ax.legend()
+    else:
+        _legend_outside(ax, len(series))
     return fig
 
 
@@ -97,6 +135,44 @@ def loss_curve(history: dict[str, list[float]]) -> Figure:
 def validation_curves(curves: dict[str, list[float]]) -> Figure:
     """Validation accuracy per epoch of several runs, overlaid; keys are run names."""
     return _curves(curves, "validation accuracy", "Validation accuracy per epoch")
+
+
+def variant_curves(bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]) -> Figure:
+    """Validation accuracy per epoch, one mean line and its confidence band per variant:
+    `bands` maps a variant's name to (mean, low, high, seeds), each array one value per epoch
+    (low and high NaN where one seed gives no band)."""
+    fig = _figure_for_legend(len(bands))
+    ax = _epoch_axes(fig, "validation accuracy", "Validation accuracy per epoch: mean and 95 % "
+                     "interval over seeds")  # fmt: skip
+    for i, (name, (mean, low, high, seeds)) in enumerate(bands.items()):
+        style = _style(i, len(bands))
+        epochs = np.arange(1, len(mean) + 1)
+        ax.plot(epochs, mean, marker=".", label=f"{name} (n={seeds})", **style)
+        ax.fill_between(epochs, low, high, color=style["color"], alpha=0.15, linewidth=0)
+    _legend_outside(ax, len(bands))
+    return fig
+
+
+def variant_intervals(
+    rows: list[tuple[str, float, float, float, list[float], bool | None]],
+) -> Figure:
+    """Each variant's mean best validation accuracy with its 95 % interval, every seed a dot;
+    best first, at the top. A row: (name, mean, low, high, seed values, tied with the best)."""
+    fig = Figure(figsize=(8, 1.2 + 0.42 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    for y, (_, mean, low, high, values, tied) in enumerate(rows):
+        colour = "tab:blue" if tied is True else "tab:gray"
+        if not np.isnan(low):
+            ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="none", ecolor=colour,
+                        capsize=4, linewidth=2)  # fmt: skip
+        ax.plot(mean, y, "D", color=colour, markersize=7)
+        ax.plot(values, [y] * len(values), "o", color="black", markersize=4, alpha=0.7)
+    ax.set_yticks(range(len(rows)), [row[0] for row in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("best validation accuracy (diamond: mean; bar: 95 % interval; dots: seeds)")
+    ax.set_title("Each variant: mean, 95 % interval, seeds (blue: tied with the best)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
 
 
 def confusion_matrix(counts: np.ndarray) -> Figure:

@@ -17,105 +17,24 @@ import logging
 import math
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_exp.config import ConfigError
 from mnist_exp.errors import PrunedTrial
 from mnist_exp.names import PARENT_RUN_ENV
 from mnist_exp.sweeps.job import validate_sweep_job
 from mnist_exp.sweeps.launchers import jobs_at_once
+from mnist_exp.sweeps.search import confirm, study
 from mnist_exp.sweeps.search import space as search_space
-from mnist_exp.sweeps.search import study
+from mnist_exp.sweeps.search.settings import SearchSweeperConf  # noqa: F401 (registers them)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TPESamplerConf:
-    _target_: str = "optuna.samplers.TPESampler"
-    seed: int | None = None  # the same seed proposes the same trials
-    n_startup_trials: int = 10  # random trials before TPE models the results
-    multivariate: bool = False
-    # With trials in parallel: pretend running trials did badly, so two slots differ.
-    constant_liar: bool = False
-
-
-@dataclass
-class RandomSamplerConf:
-    _target_: str = "optuna.samplers.RandomSampler"
-    seed: int | None = None
-
-
-@dataclass
-class MedianPrunerConf:
-    _target_: str = "optuna.pruners.MedianPruner"
-    # Trials trained to the end before any is pruned: the median must stand on something.
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 0  # epochs every trial trains before it may be pruned (at least 1)
-    interval_steps: int = 1
-    n_min_trials: int = 1  # trials that must have reached an epoch before it can prune there
-
-
-@dataclass
-class HyperbandPrunerConf:
-    _target_: str = "optuna.pruners.HyperbandPruner"
-    min_resource: int = 1  # epochs a trial trains at the least
-    max_resource: Any = "auto"  # auto: the epochs of the first trial that trains to the end
-    reduction_factor: int = 3
-
-
-@dataclass
-class SuccessiveHalvingPrunerConf:
-    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
-    min_resource: Any = 1  # epochs before the first cut ("auto": from the first finished trial)
-    reduction_factor: int = 4
-    min_early_stopping_rate: int = 0
-
-
-@dataclass
-class ThresholdPrunerConf:
-    _target_: str = "optuna.pruners.ThresholdPruner"
-    lower: float | None = 0.2  # a trial whose val_accuracy is below this (2x chance) is pruned
-    upper: float | None = None
-    n_warmup_steps: int = 0
-
-
-@dataclass
-class NopPrunerConf:
-    _target_: str = "optuna.pruners.NopPruner"
-
-
-@dataclass
-class SearchSweeperConf:
-    _target_: str = "hydra_plugins.mnist_exp_sweeper.search_sweeper.SearchSweeper"
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
-    sampler: Any = MISSING
-    pruner: Any = MISSING
-    n_trials: int = 20  # in the study in all, counting those of earlier runs of the command
-    n_jobs: int | None = None  # trials at once; None: what the launcher runs at once
-    storage: str | None = None  # None: optuna.db beside the MLflow store (search.study)
-    study_name: str | None = None  # None: named after the search, so a rerun continues it
-    params: dict[str, str] | None = None  # key: Hydra sweep syntax (interval, choice, range)
-    custom_search_space: str | None = None  # a function(cfg, trial) for conditional params
-    trial_number: int | None = None  # set by the sweeper for each job: the trial it trains
-
-
-_store = ConfigStore.instance()
-_store.store(group="hydra/sweeper", name="search", node=SearchSweeperConf, provider="mnist_exp")
-for _name, _node in {"tpe": TPESamplerConf, "random": RandomSamplerConf}.items():
-    _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="mnist_exp")
-for _name, _node in {"median": MedianPrunerConf, "hyperband": HyperbandPrunerConf,
-                     "successive_halving": SuccessiveHalvingPrunerConf,
-                     "threshold": ThresholdPrunerConf, "none": NopPrunerConf}.items():  # fmt: skip
-    _store.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="mnist_exp")
 
 
 class SearchSweeper(Sweeper):
@@ -187,6 +106,38 @@ class SearchSweeper(Sweeper):
         if parent:
             summary = study.log_to_parent(self.study, parent, sweep_dir, self.storage)
             log.info("Best so far: %s", {k: v for k, v in summary.items() if k != "name"})
+        top_k, seeds = cfg.hydra.sweeper.confirm.top_k, cfg.hydra.sweeper.confirm.seeds
+        if top_k and seeds:
+            self._confirm(top_k, seeds, parent)
+
+    def _confirm(self, top_k: int, seeds: int, parent: str | None) -> None:
+        """The best trials again on fresh seeds, as ordinary jobs (a finished one is skipped
+        when the search runs again), and the winner by mean."""
+        trials = confirm.leaders(self.study, top_k)
+        if not trials:
+            log.warning("No completed trial to confirm")
+            return
+        fresh = confirm.fresh_seeds(self.config.seed, seeds)
+        jobs = confirm.jobs(trials, self.fixed, fresh)
+        log.info("Confirming the %d best trials (%s) on seeds %s: %d runs", len(trials),
+                 ", ".join(str(t.number) for t in trials), fresh, len(jobs))  # fmt: skip
+        for _, overrides in jobs:
+            self.check(overrides[len(self.fixed) :])
+        returned = self.launcher.launch(
+            [o for _, o in jobs], initial_job_idx=len(self.study.trials)
+        )
+        values: dict[int, list[float]] = {}
+        for (number, _), job in zip(jobs, returned, strict=True):
+            try:
+                value = job.return_value
+            except Exception as err:  # the job's own error handling missed it
+                log.error("Confirmation of trial %d failed: %s", number, err)
+                value = math.nan
+            values.setdefault(number, []).append(value if isinstance(value, float) else math.nan)
+        found = confirm.verdict(trials, values)
+        log.info("%s", confirm.described(found, seeds))
+        if parent:
+            confirm.log_to_parent(parent, found)
 
     def _sampler_for(self, storage: Any) -> Any:
         """A seeded sampler restarted on a study that has trials would propose its first trials
