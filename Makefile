@@ -39,10 +39,10 @@ best: data  ## the best recipe found: >= 99.62% test accuracy in <= 4 min 15 s (
 sweep: data  ## hidden-layer width sweep: one parent run, five child runs
 	$(PY) -m mnist_exp.run --multirun +experiment=hidden_sweep
 
-compare: setup  ## table + figures of the latest sweep; ARGS="--all" or ARGS="--parent RUN_ID"
+compare: setup  ## the latest sweep by variant (seeds, intervals, ties) or by run; ARGS="--all" or ARGS="--parent RUN_ID"
 	$(PY) -m mnist_exp.compare $(ARGS)
 
-register: setup  ## register the latest sweep's best model: make register NAME=mnist-best [ARGS=...]
+register: setup  ## register the latest sweep's best variant's best seed: make register NAME=mnist-best [ARGS=...]
 	@test -n "$(NAME)" || { echo "usage: make register NAME=<model name> [ARGS=--all]" >&2; exit 2; }
 	$(PY) -m mnist_exp.compare --register $(NAME) $(ARGS)
 

@@ -123,6 +123,8 @@ def test_run_sweep_compares_its_runs_and_a_second_call_trains_nothing(store, api
     assert sweep.table.best_val_accuracy.is_monotonic_decreasing
     assert set(sweep.curves) == {c.info.run_name for c in children}
     assert all(len(curve) == 1 for curve in sweep.curves.values())
+    # One seed each: two variants of one run, and what a lead among single draws is worth.
+    assert sweep.variants.n.tolist() == [1, 1] and "ran one seed" in sweep.verdict
 
     again = mnist_exp.run_sweep(overrides, echo=False)
     assert again.parent_run_id != sweep.parent_run_id and again.status == "FINISHED"

@@ -103,8 +103,8 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.Da
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: queries.load_confusion_matrix(r) for r in table.run_id}
-    seeds = table.drop(columns="seed", errors="ignore").merge(variant_columns(runs), on="run_id")
-    finished = seeds[seeds.status == "FINISHED"]
+    finished = table[table.status == "FINISHED"].drop(columns="seed", errors="ignore")
+    finished = finished.merge(variant_columns(runs), on="run_id")
     by_variant = variants.summarise(finished)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Logged them to the parent run {parent}, under comparison/")
     if args.register:
         register(args.register, by_variant, table, what)
+        if parent and (better := better_elsewhere(args.experiment, table, by_variant)):
+            print(better)
     return 0
+
+
+def better_elsewhere(experiment: str, table: pd.DataFrame, by_variant: pd.DataFrame) -> str | None:
+    """A note when the experiment holds a FINISHED run outside this sweep whose validation
+    accuracy beats the one registered: it may have trained on other data or for longer."""
+    import mlflow
+
+    if by_variant.empty:
+        return None
+    chosen = table.set_index("run_id").loc[by_variant.best_run_id.iloc[0], "best_val_accuracy"]
+    found = mlflow.search_runs(
+        experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'",
+        order_by=["metrics.val_accuracy DESC"], max_results=100,
+    )  # fmt: skip
+    outside = found[~found.run_id.isin(set(table.run_id)) & found["metrics.val_accuracy"].notna()]
+    if outside.empty or outside["metrics.val_accuracy"].iloc[0] <= chosen:
+        return None
+    best = outside.iloc[0]
+    return (
+        f"Note: run {best['tags.mlflow.runName']} ({best.run_id}) outside this sweep has a "
+        f"higher validation accuracy ({best['metrics.val_accuracy']:.4f} against "
+        f"{chosen:.4f}), perhaps on other data or epochs; --all chooses among every run."
+    )
 
 
 def register(name: str, by_variant: pd.DataFrame, table: pd.DataFrame, among: str) -> None:

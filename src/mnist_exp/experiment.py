@@ -76,6 +76,10 @@ class SweepRun:
     status: str  # FINISHED, or FAILED when a job failed (its run says why)
     table: Any  # pandas DataFrame: one row per run, best validation accuracy first
     curves: dict[str, list[float]]  # each run's val_accuracy per epoch, by run name
+    # pandas DataFrame: one row per variant (a config's seeds as one), best mean first, with its
+    # 95 % interval and whether it is tied with the best (docs/comparing.md)
+    variants: Any
+    verdict: str  # what the variants table found, in words
 
 
 def compose_config(overrides: Sequence[str] = ()) -> Config:
@@ -122,8 +126,9 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     import mlflow
     import pandas as pd
 
-    # Not at the top: run_table imports pandas, which a single run does without.
+    # Not at the top: they import pandas and scipy, which a single run does without.
     from mnist_exp import run_table
+    from mnist_exp.sweeps import variants
 
     if found:
         store.use_store(tracking_cfg.uri)
@@ -144,8 +149,11 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     curves = run_table.validation_history(runs)
     table = run_table.comparison_table(runs, curves)
     named = dict(zip(table.run_id, table.run, strict=True))
+    finished = table[table.status == "FINISHED"].drop(columns="seed", errors="ignore")
+    by_variant = variants.summarise(finished.merge(run_table.variant_columns(runs), on="run_id"))
     return SweepRun(parent.info.run_id, parent.info.status, table,
-                    {named[r]: curves[r] for r in table.run_id})  # fmt: skip
+                    {named[r]: curves[r] for r in table.run_id}, by_variant,
+                    variants.verdict(by_variant))  # fmt: skip
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:
