@@ -69,6 +69,7 @@ def tiny_sweep(tmp_path_factory, mnist_dir: Path) -> Store:
                       "tracking.system_metrics_seconds=0.2", *hydra_dirs(root), cwd=root,
                       env=cli_env(mnist_dir))  # fmt: skip
     assert done.returncode == 0, done.stdout
+    (root / "console.txt").write_text(done.stdout)  # what the user saw, for the quiet-console test
     return store
 
 

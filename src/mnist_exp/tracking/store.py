@@ -6,6 +6,7 @@ mlflow is imported inside functions: a config error should be reported without p
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from mnist_exp.tracking import outage
 from mnist_exp.tracking.health import TrackingUnavailable, check_server
 from mnist_exp.tracking.store_checks import check_sqlite_dir, check_uri, corrupt_store
 from mnist_exp.tracking.uris import is_local_store, is_server, sqlite_path
+from mnist_exp.training.native_logs import library_logs_wanted
 
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; this one
 # opens the runs table with params, metrics, charts and artifacts.
@@ -50,6 +52,11 @@ def open_store(uri: str) -> None:
     lock (MLflow keeps the opened store for the rest of the process)."""
     import mlflow
 
+    if not library_logs_wanted():
+        # "Creating initial MLflow database tables...", "Updating database tables", and
+        # alembic's migration steps: on every fresh store, nothing to act on.
+        for name in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     with schema_lock(uri):
         try:

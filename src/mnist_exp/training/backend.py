@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.errors import UserError
+from mnist_exp.training.native_logs import library_logs_wanted, native_chatter_filtered
 
 TENSORFLOW = "tensorflow"
 JAX = "jax"
@@ -64,8 +65,20 @@ def load_keras() -> None:
     modules it and TensorFlow import only in case a program wants them (LEFT_OUT_AT_LOAD)."""
     if "keras" in sys.modules:
         return
-    with left_unloaded(*LEFT_OUT_AT_LOAD.get(os.environ.get("KERAS_BACKEND", TENSORFLOW), ())):
+    backend = os.environ.get("KERAS_BACKEND", TENSORFLOW)
+    with native_chatter_filtered(), left_unloaded(*LEFT_OUT_AT_LOAD.get(backend, ())):
         import keras  # noqa: F401
+
+        if backend == TENSORFLOW:
+            import tensorflow as tf
+
+            # Its first look for devices prints the "failed call to cuInit" line: here, inside
+            # the filter. It sets nothing up, so threads can still be set afterwards.
+            tf.config.list_physical_devices()
+            if not library_logs_wanted():
+                # "5 out of the last 5 calls ... triggered tf.function retracing", once a job:
+                # each job of a sweep compiles its own model's steps, as it should.
+                tf.get_logger().setLevel("ERROR")
     # Keras's, its backend's and MLflow's half a million objects live as long as the process:
     # out of the collector's sight, a full collection stops taking 0.3 s, and so does the one
     # at exit (1.8 s in a process that had imported TensorFlow).
