@@ -49,8 +49,9 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
             f"{url}/invocations", data=body.stdout.encode(),
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=60) as response:
-            (probabilities,) = json.load(response)["predictions"]
+        for _ in range(10):
+            with urllib.request.urlopen(request, timeout=60) as response:
+                (probabilities,) = json.load(response)["predictions"]
         assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1, abs=1e-3)
         assert probabilities.index(max(probabilities)) == mnist.y_test[index]
     finally:
@@ -63,6 +64,7 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
                     proc.kill()
     assert server.returncode == 0, rest
     assert "Scoring server stopped" in rest
+    assert "━" not in rest and "/step" not in rest  # ten requests, no progress bar in the log
     deadline = time.monotonic() + 30  # uvicorn may still be finishing its shutdown
     while any(map(is_alive, scoring_server)) and time.monotonic() < deadline:
         time.sleep(0.5)

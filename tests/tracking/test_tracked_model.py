@@ -1,4 +1,5 @@
-"""The model a run logs is MLflow's Keras flavour: it loads as pyfunc and predicts as Keras did."""
+"""The model a run logs is MLflow's Keras flavour: it loads as pyfunc and predicts as Keras did,
+without a progress bar."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mnist_exp.tracking import tracked_model
 from mnist_exp.training.models import build_model
 
 
-def test_logged_model_loads_as_pyfunc_and_predicts_like_the_keras_model(store, mnist):
+def test_logged_model_loads_as_pyfunc_and_predicts_like_the_keras_model(store, mnist, capfd):
     import mlflow
 
     keras.utils.set_random_seed(0)
@@ -39,4 +40,10 @@ def test_logged_model_loads_as_pyfunc_and_predicts_like_the_keras_model(store, m
     assert f"mlflow=={mlflow.__version__}" in requirements
 
     loaded = mlflow.pyfunc.load_model(uri)
+    capfd.readouterr()
     np.testing.assert_allclose(np.asarray(loaded.predict(x)), expected, rtol=1e-5, atol=1e-7)
+    for batch in (1, 2000):  # one step, and more steps than steps_per_execution
+        assert loaded.predict(np.repeat(x[:1], batch, axis=0)).shape == (batch, 10)
+    printed = capfd.readouterr()
+    assert "━" not in printed.out + printed.err and "step" not in printed.out  # no progress bar
+    assert mlflow.keras.load_model(uri).predict(x, verbose=0).shape == (50, 10)  # still Keras

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 from mnist_exp.training.backend import tensorflow_left_unloaded
 
 # The name the model is logged under (`runs:/<run id>/model`).
 MODEL_NAME = "model"
+# The model's own pyfunc loader (quiet_keras_pyfunc.py), in its code/ folder, named so as not
+# to clash with anything on sys.path where it is loaded.
+QUIET_LOADER, QUIET_LOADER_DIR = "mnist_exp_quiet_keras", "code"
 
 # The model's requirements, pinned to the installed versions: MLflow would otherwise infer them
 # by loading the model in a subprocess, which costs seconds per run.
@@ -20,14 +25,27 @@ MODEL_REQUIREMENTS = ("mlflow", "keras", "tensorflow", "numpy")
 def _keras_flavor() -> Any:
     """mlflow.keras, except that the model directory exists before save_model writes the input
     example into it: with an input example, mlflow.keras.log_model fails on a missing directory
-    (mlflow/mlflow#16183, still open in 3.17). Drop this once that is fixed."""
+    (mlflow/mlflow#16183, still open in 3.17; drop that part once it is fixed), and that its
+    pyfunc predicts without Keras's progress bar (quiet_keras_pyfunc.py, shipped with it)."""
     import mlflow.keras
+    import mlflow.pyfunc
 
     def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
         # Model.log passes its own validate_serving_input on to the flavour; keras's has no use.
         os.makedirs(path, exist_ok=True)
         with tensorflow_left_unloaded():  # on JAX, Keras's serializer would import it
             mlflow.keras.save_model(path=path, **kwargs)
+        code = Path(path) / QUIET_LOADER_DIR
+        code.mkdir(exist_ok=True)
+        shutil.copyfile(Path(__file__).with_name("quiet_keras_pyfunc.py"),
+                        code / f"{QUIET_LOADER}.py")  # fmt: skip
+        model = kwargs["mlflow_model"]
+        pyfunc = model.flavors[mlflow.pyfunc.FLAVOR_NAME]
+        # The same environment files, with a loader of ours around MLflow's.
+        mlflow.pyfunc.add_to_model(model, loader_module=QUIET_LOADER, code=QUIET_LOADER_DIR,
+                                   conda_env=pyfunc.get("conda"),
+                                   python_env=pyfunc.get("python_env"))  # fmt: skip
+        model.save(str(Path(path) / "MLmodel"))
 
     return types.SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
 
