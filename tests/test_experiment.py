@@ -74,6 +74,7 @@ def test_run_experiment_records_what_the_cli_records_with_datasets_and_system_me
     log_text = artifact_text(client, tracked, "run.log")
     assert "MNIST loaded from cache" in log_text and "Done: test_accuracy=" in log_text
     assert run.history["val_accuracy"] and f"/runs/{run.run_id}?" in run.link
+    assert run.link.startswith("http://127.0.0.1:5000/#/experiments/") and " " not in run.link
 
     # The model it hands back is the one it logged.
     import mlflow
@@ -139,6 +140,14 @@ def test_run_sweep_with_a_bad_value_raises_with_the_clis_message(store, api_env,
     with pytest.raises(SweepError, match=r"model\.hidden=0: must be >= 1"):
         mnist_exp.run_sweep(overrides, echo=False)
     assert store.runs() == []  # a parent run opened for it is deleted again
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_api_give_one_config_one_name(store: Store, api_env, run_cli):
+    done = run_cli(*TINY[::-1], *store.overrides)  # the same overrides, the other way round
+    assert done.returncode == 0, done.stdout[-2000:]
+    run = mnist_exp.run_experiment([*TINY, *store.overrides])
+    assert {r.info.run_name for r in store.runs()} == {run.name}
 
 
 def test_a_cache_that_cannot_be_filled_is_refused_before_anything_is_recorded(

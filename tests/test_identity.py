@@ -28,6 +28,12 @@ def test_jobs_differing_in_any_key_get_different_names():
     assert names[0] == "dense-h128 activation=gelu"
 
 
+def test_one_config_has_one_name_whatever_the_order_of_its_overrides():
+    given = ["model.hidden=256", "data.limit_train=5000", "train.epochs=2", "train=literal"]
+    names = {name(*order) for order in (given, given[::-1], given[1:] + given[:1])}
+    assert names == {"dense-h256 limit_train=5000 train=literal epochs=2"}, names
+
+
 def test_where_things_are_stored_is_not_in_the_name():
     where = ["tracking.uri=sqlite:////tmp/x.db", "data.cache_dir=/tmp/d", "train.threads=1"]
     assert name(*where) == "dense-h128"

@@ -1,10 +1,12 @@
 """notebooks/tutorial.ipynb runs top to bottom in a real Jupyter kernel (nbclient), on a subset.
 
-Its parameters cell is followed by one that replaces them, as papermill injects parameters, so the
-notebook itself stays what a user opens.
+Its parameters come from the kernel's environment (MNIST_EXP_OVERRIDES, MNIST_EXP_SWEEP), as for
+a headless run, so the notebook itself stays what a user opens.
 """
 
 from __future__ import annotations
+
+import shlex
 
 import nbformat
 import pytest
@@ -15,15 +17,6 @@ from mnist_exp.names import PARENT_TAG
 from tests.helpers import TINY, Store, cli_env
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "tutorial.ipynb"
-
-
-def with_parameters(notebook, **values) -> None:
-    """Insert a cell setting `values` right after the cell tagged `parameters`."""
-    (index,) = [i for i, cell in enumerate(notebook.cells)
-                if "parameters" in cell.metadata.get("tags", [])]  # fmt: skip
-    source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
-    notebook.cells.insert(index + 1, cell)
 
 
 def test_notebook_is_stored_without_outputs():
@@ -37,11 +30,14 @@ def test_notebook_is_stored_without_outputs():
 def test_notebook_runs_top_to_bottom_on_a_subset(tmp_path, mnist_dir):
     store = Store(tmp_path / "mlruns")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    sweep_overrides = ["model.hidden=8,16", f"hydra.sweep.dir={tmp_path}/multirun"]
-    with_parameters(notebook, OVERRIDES=[*TINY, *store.overrides], SWEEP=sweep_overrides)
+    # The sweep's own epochs (3) give way to the overrides' (1): they hold in every cell.
+    sweep = ["model.hidden=8,16", "train.epochs=3", f"hydra.sweep.dir={tmp_path}/multirun"]
+    parameters = {"MNIST_EXP_OVERRIDES": shlex.join([*TINY, *store.overrides]),
+                  "MNIST_EXP_SWEEP": shlex.join(sweep)}  # fmt: skip
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
-    client.execute(env=cli_env(mnist_dir))  # raises CellExecutionError naming a failing cell
+    # Raises CellExecutionError naming a failing cell.
+    client.execute(env=cli_env(mnist_dir, parameters))
 
     def text_of(cell) -> str:
         streams = [o.get("text", "") for o in cell.outputs if o.output_type == "stream"]
@@ -62,6 +58,7 @@ def test_notebook_runs_top_to_bottom_on_a_subset(tmp_path, mnist_dir):
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
     children = [r for r in runs if PARENT_TAG in r.data.tags]
     assert sorted(c.info.run_name.split()[0] for c in children) == ["dense-h16", "dense-h8"]
+    assert {c.data.params["train.epochs"] for c in children} == {"1"}
     (sweep,) = {c.data.tags[PARENT_TAG] for c in children}
     (single,) = [r for r in runs if PARENT_TAG not in r.data.tags and r.info.run_id != sweep]
     assert single.info.run_name.startswith("dense-h128 ")

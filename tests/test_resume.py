@@ -190,6 +190,11 @@ def test_a_killed_run_resumes_into_the_same_run(store: Store, tmp_path: Path, mn
     kill_9_once(start_run(store, tmp_path, mnist_dir, *args), lambda: the_run_dir(store), 2)
     (killed,) = store.runs()
     assert killed.info.status == "RUNNING"  # what kill -9 leaves behind
+    dry = run_module("mnist_exp.run", *args, *store.overrides, *hydra_dirs(tmp_path),
+                     "dry_run=true", cwd=tmp_path, env=cli_env(mnist_dir))  # fmt: skip
+    assert dry.returncode == 0, dry.stdout
+    assert f"resume run {killed.info.run_id} after epoch 2" in dry.stdout
+    assert [r.info.status for r in store.runs()] == ["RUNNING"]  # the dry run changed nothing
 
     again = run_module("mnist_exp.run", *args, *store.overrides, *hydra_dirs(tmp_path),
                        cwd=tmp_path, env=cli_env(mnist_dir))  # fmt: skip

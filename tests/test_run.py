@@ -380,3 +380,28 @@ def test_a_sweep_interrupted_right_after_a_job_trained_keeps_all_that_job_logged
     mlflow.set_tracking_uri(store.uri)
     model = mlflow.pyfunc.load_model(f"runs:/{first.info.run_id}/model")
     assert np.asarray(model.predict(np.zeros((3, 28, 28, 1), np.float32))).shape == (3, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+def test_a_dry_run_says_what_each_job_would_do_and_records_nothing(tiny_sweep, run_cli, launcher):
+    before = len(tiny_sweep.runs())
+    done = run_cli("-m", "model.hidden=8,16,32,64", *TINY, *tiny_sweep.overrides, "dry_run=true",
+                   f"hydra/launcher={launcher}")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count("skip, FINISHED as run") == 3
+    assert "dense-h64 limit_train=1000 limit_test=200 epochs=1: train" in done.stdout
+    assert (
+        "Dry run: 4 job(s), about 0 s plus 1 job(s) with no finished run like them" in done.stdout
+    )
+    assert "Training" not in done.stdout
+    assert len(tiny_sweep.runs()) == before
+
+
+@pytest.mark.slow
+def test_a_sweep_says_how_far_it_has_got_after_each_job(tiny_sweep):
+    console = (tiny_sweep.root.parent / "console.txt").read_text()
+    lines = [line.split("] - ", 1)[1] for line in console.splitlines() if "] - [" in line]
+    assert [line.split(" ", 1)[0] for line in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert lines[0].startswith("[1/3] dense-h8 ") and "s left" in lines[0]
+    assert ": val 0." in lines[1] and lines[2].endswith("; done")

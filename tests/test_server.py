@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 def test_server_serves_while_a_command_runs_and_is_stopped_after(tmp_path):
     probe = (
         "import os, urllib.request; uri = os.environ['MLFLOW_TRACKING_URI']; "
-        "print('URI', uri, urllib.request.urlopen(uri + '/health').status); raise SystemExit(3)"
+        "print('URI', uri, urllib.request.urlopen(uri + '/health').status); "
+        "print('LINKS', os.environ['MNIST_EXP_UI_URL']); raise SystemExit(3)"
     )
     done = subprocess.run(
         [sys.executable, "-m", "mnist_exp.server", "--store", str(tmp_path / "store"),
@@ -28,6 +29,8 @@ def test_server_serves_while_a_command_runs_and_is_stopped_after(tmp_path):
     _, uri, status = line.split()
     assert uri.startswith("http://127.0.0.1:") and status == "200"
     assert not server.is_up(uri)  # stopped with the command
+    # So the command's run links point at the local store's `make ui`, not at this server.
+    assert "LINKS http://127.0.0.1:5000" in done.stdout
     assert (tmp_path / "store" / "mlflow.db").is_file()
 
 

@@ -223,6 +223,9 @@ class Config:
     train: TrainConfig = MISSING
     tracking: TrackingConfig = MISSING
     seed: int = bounds(42, lo=0, hi=2**31 - 1)
+    # Print what a run, or each job of a sweep, would do (train, skip, resume) and about how
+    # long, and record and train nothing (sweeps.dry_run). Not a hyperparameter.
+    dry_run: bool = False
 
 
 def _range_problems(node: Any, prefix: str) -> list[str]:

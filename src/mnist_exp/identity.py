@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import subprocess
+import typing
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_exp.config import PROJECT_ROOT, CNNConfig, Config
+from mnist_exp.config import PROJECT_ROOT, CNNConfig, Config, DenseConfig
 
 # Keys that say where things are stored or fetched from, or how many threads ran it, not what
 # was trained: left out of params and of the config hash, so the same experiment hashes the same
 # on any machine.
-NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources", "train.threads")
+NOT_HYPERPARAMETERS = ("tracking", "data.cache_dir", "data.sources", "train.threads", "dry_run")
 
 
 def plain_dict(cfg: DictConfig | Config) -> dict[str, Any]:
@@ -84,6 +86,27 @@ def git_state() -> dict[str, str]:
         return {"git_commit": "unknown"}
 
 
+@functools.cache
+def config_keys() -> tuple[str, ...]:
+    """Every key of the config, in the schema's order (data, model, train, tracking, seed; the
+    dense keys, then the CNN's), so that a table's columns read the same on every call."""
+
+    def walk(node: type, prefix: str) -> list[str]:
+        hints = typing.get_type_hints(node)
+        keys = []
+        for f in dataclasses.fields(node):
+            kind = hints[f.name]
+            if node is Config and f.name == "model":
+                keys += walk(DenseConfig, "model.") + walk(CNNConfig, "model.")
+            elif isinstance(kind, type) and dataclasses.is_dataclass(kind):
+                keys += walk(kind, f"{prefix}{f.name}.")
+            else:
+                keys.append(f"{prefix}{f.name}")
+        return keys
+
+    return tuple(dict.fromkeys(walk(Config, "")))
+
+
 # The model keys the short model name already spells out.
 NAMED_MODEL_KEYS = {
     "cnn": ("filters", "convs_per_block", "kernel_size", "batch_norm", "augment", "block_dropout",
@@ -111,11 +134,13 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
     `dense-h128-d0.2`, `cnn-f32.64-k3-d0.5 learning_rate=0.01`, `dense-h128 activation=gelu`.
 
     Every override appears but those the short name spells out and where things are stored, so
-    jobs of a sweep, which differ in at least one override, never share a name.
+    jobs of a sweep, which differ in at least one override, never share a name. They appear in
+    the config's order, not the command line's, so one config has one name whichever way it
+    was given (the CLI, the Python API, a sweep).
     """
     named = {f"model.{key}" for key in NAMED_MODEL_KEYS[cfg.model.family]}
     extras = []
-    for override in overrides:
+    for override in sorted(overrides, key=in_config_place):
         key, _, value = override.lstrip("+~").partition("=")
         # The model group and its named keys are in the short name; a preset names no value.
         spelled_out = key in ("model", "experiment", *named) or key.startswith(
@@ -124,3 +149,14 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
         if not spelled_out and is_hyperparameter(key) and not key.startswith("hydra"):
             extras.append(f"{key.rsplit('.', 1)[-1]}={value}")
     return " ".join([model_name(cfg), *extras])
+
+
+def in_config_place(override: str) -> tuple[int, str]:
+    """Where an override's key sits in the config (a group, `train=literal`, where its keys
+    do); keys the config does not have go last, alphabetically."""
+    key = override.lstrip("+~").partition("=")[0]
+    order = config_keys()
+    for i, known in enumerate(order):
+        if known == key or known.startswith(f"{key}."):
+            return i, key
+    return len(order), key

@@ -10,6 +10,18 @@ OBJECTIVE = "val_accuracy"
 # How a multirun hands its parent run to the jobs: environment variables reach launcher
 # subprocesses too, not only jobs run in this process.
 PARENT_RUN_ENV = "MNIST_EXP_PARENT_RUN_ID"
+# Where a run's link points, when not at the store it logs to: a command run through a
+# temporary server (`mnist_exp.server -- CMD`) links to the local store's `make ui` address
+# instead, and to nothing ("") when no UI will be there once it ends.
+UI_URL_ENV = "MNIST_EXP_UI_URL"
+# =1 lets the libraries' own console output through: TensorFlow's C++ start-up lines, its
+# retracing warnings, MLflow's progress bars and run links (training.native_logs).
+LIBRARY_LOGS_ENV = "MNIST_EXP_LIBRARY_LOGS"
+# The address `make ui` serves the local store on.
+LOCAL_UI = "http://127.0.0.1:5000"
+# A sweep's size and start, for the jobs' progress lines (sweeps.progress).
+SWEEP_JOBS_ENV = "MNIST_EXP_SWEEP_JOBS"
+SWEEP_START_ENV = "MNIST_EXP_SWEEP_START"
 # MLflow's tag that makes a run a child of a sweep's parent run.
 PARENT_TAG = "mlflow.parentRunId"
 # A run's description in the MLflow UI.

@@ -25,7 +25,7 @@ from mnist_exp.composition import CONF_DIR
 from mnist_exp.config import validate
 from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
-from mnist_exp.sweeps import job
+from mnist_exp.sweeps import dry_run, job
 from mnist_exp.sweeps.launchers import cores_per_job, runs_in_this_process
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
@@ -55,8 +55,11 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
     name = run_name(typed, list(hydra_cfg.overrides.task))
     # Hydra's log of this job, so the run keeps its console output too.
     log_path = Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log"
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if typed.dry_run:
+        return dry_run.report(typed, config, name, hydra_cfg.job.num if multirun else None)
     tracked_run.prepare(typed, threads)
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    if not multirun:
         tracked_run.train_and_log(typed, config, name, threads, log_path)
         return None
     trial = job_trial(hydra_cfg.sweeper)  # None unless a search (hydra/sweeper=search) runs it
@@ -70,7 +73,7 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
             typed, config, name, threads, log_path, background, trial, tags
         ).history
 
-    return job.run_job(typed, config, name, train)
+    return job.run_job(typed, config, name, train, hydra_cfg.job.num)
 
 
 def command() -> None:

@@ -3,42 +3,21 @@ only the params that differ (in the config's own order), and what each run is a 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
 import sys
-import typing
 
 import numpy as np
 import pandas as pd
 
-from mnist_exp.config import CNNConfig, Config, DenseConfig
-from mnist_exp.identity import SEED, variant_name
+from mnist_exp.identity import SEED, config_keys, variant_name
 from mnist_exp.names import PRUNED_TAG, VARIANT_NAME_TAG, VARIANT_TAG
+from mnist_exp.training.history import best_epoch
 
 # The columns after the differing params, in order; what the table is sorted by comes first.
-RESULT_COLUMNS = ["best_val_accuracy", "test_accuracy", "epochs", "fit_seconds", "status"]
-
-
-def config_keys() -> list[str]:
-    """Every key of the config, in the schema's order (data, model, train, tracking, seed; the
-    dense keys, then the CNN's), so that a table's columns read the same on every call."""
-
-    def walk(node: type, prefix: str) -> list[str]:
-        hints = typing.get_type_hints(node)
-        keys = []
-        for f in dataclasses.fields(node):
-            kind = hints[f.name]
-            if node is Config and f.name == "model":
-                keys += walk(DenseConfig, "model.") + walk(CNNConfig, "model.")
-            elif isinstance(kind, type) and dataclasses.is_dataclass(kind):
-                keys += walk(kind, f"{prefix}{f.name}.")
-            else:
-                keys.append(f"{prefix}{f.name}")
-        return keys
-
-    return list(dict.fromkeys(walk(Config, "")))
+RESULT_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "epochs", "fit_seconds",
+                  "status"]  # fmt: skip
 
 
 def in_config_order(columns: list[str]) -> list[str]:
@@ -63,6 +42,7 @@ def comparison_table(runs: pd.DataFrame, val_curves: dict[str, list[float]]) -> 
     for column in differing:
         table[column.removeprefix("params.")] = runs[column]
     table["best_val_accuracy"] = [max(val_curves[r], default=np.nan) for r in runs.run_id]
+    table["best_epoch"] = [best_epoch(val_curves[r]) for r in runs.run_id]
     table["test_accuracy"] = runs.get("metrics.test_accuracy", np.nan)
     table["epochs"] = [len(val_curves[r]) for r in runs.run_id]
     table["fit_seconds"] = runs.get("metrics.fit_seconds", np.nan)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT
+from mnist_exp.names import LOCAL_UI, UI_URL_ENV
 from mnist_exp.tracking import orphans
 from mnist_exp.tracking.health import health_problem
 from mnist_exp.tracking.loopback import HOST, free_port
@@ -103,8 +104,10 @@ def tracking_server(
 def run_command(command: list[str], uri: str, env: dict[str, str] | None = None) -> int:
     """Run CMD against the server (with `env` added to its environment) and return its exit
     code. A Ctrl-C reaches CMD from the terminal and SIGTERM is passed on, so CMD can mark its
-    runs KILLED while the server is still there to record it."""
-    child = subprocess.Popen(command, env={**os.environ, **(env or {}), "MLFLOW_TRACKING_URI": uri})
+    runs KILLED while the server is still there to record it. The server stops when CMD ends,
+    so the runs' links point at the local store's `make ui` instead (`env` may say otherwise)."""
+    env = {**os.environ, UI_URL_ENV: LOCAL_UI, **(env or {}), "MLFLOW_TRACKING_URI": uri}
+    child = subprocess.Popen(command, env=env)
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda sig, _: child.send_signal(sig)),

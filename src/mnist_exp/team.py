@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from mnist_exp.cli import fail, stop_on_sigterm
+from mnist_exp.names import UI_URL_ENV
 from mnist_exp.server import ServerError, run_command, tracking_server
 from mnist_exp.tracking import postgres
 from mnist_exp.tracking.loopback import HOST, free_port
@@ -155,7 +156,9 @@ def team_sweep(folder: Path, overrides: list[str]) -> int:
                 command = [sys.executable, "-m", "mnist_exp.run", "--multirun",
                            "hydra/launcher=ray_cluster", "tracking=server", *overrides]  # fmt: skip
                 print("$", " ".join(command[2:]), flush=True)
-                code = run_command(command, uri, env={**RAY_ENV, "RAY_ADDRESS": address})
+                # Its runs are in PostgreSQL, which no UI shows once the team setup stops: no links.
+                code = run_command(command, uri, env={**RAY_ENV, "RAY_ADDRESS": address,
+                                                      UI_URL_ENV: ""})  # fmt: skip
         print(summary(pg_port), flush=True)
     return code
 

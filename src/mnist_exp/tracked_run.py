@@ -17,6 +17,7 @@ from mnist_exp.config import Config
 from mnist_exp.sweeps.search import trial as search_trial
 from mnist_exp.tracking import datasets, epochs, orphans, outage, queries, runs, store
 from mnist_exp.training import backend, data, hardware
+from mnist_exp.training.history import best_epoch
 from mnist_exp.training.mnist import check_cache_dir
 
 log = logging.getLogger("mnist_exp")
@@ -144,12 +145,15 @@ def train_and_log(
             epochs.log_missing_epochs(fitted.history, fitted.resumed_from)
         scores, probabilities = train.evaluate(model, prepared, typed.train.test_time_augment)
         metrics = {**scores, "fit_seconds": fitted.seconds}
+        if (best := best_epoch(fitted.history.get("val_accuracy", []))) is not None:
+            metrics["best_epoch"] = best
         plain = scores.get("test_accuracy_plain")
         plain = "" if plain is None else f" (test-time augmented; without: {plain:.4f})"
-        log.info(
-            "Done: test_accuracy=%.4f%s test_loss=%.4f fit %.1fs. Run: %s", scores["test_accuracy"],
-            plain, scores["test_loss"], fitted.seconds, queries.run_link(run),
-        )  # fmt: skip
+        link = queries.run_link(run)
+        where = f"Run: {link}{queries.ui_hint(link)}" if link else f"Run {run.info.run_id}"
+        log.info("Done: test_accuracy=%.4f%s test_loss=%.4f fit %.1fs. %s",
+                 scores["test_accuracy"], plain, scores["test_loss"], fitted.seconds,
+                 where)  # fmt: skip
         trained = outcome.Outcome(
             metrics=metrics,
             history=fitted.history,

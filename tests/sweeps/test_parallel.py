@@ -57,6 +57,9 @@ def test_six_jobs_on_two_workers_are_six_finished_runs_under_one_parent(run_cli,
                for c in children)  # fmt: skip
     assert "6 finished, 0 failed, 0 killed, 0 skipped" in done.stdout
     assert "][ERROR] - " not in done.stdout and "Traceback" not in done.stdout
+    # One link per run, ours, to the server the runs are on; none of MLflow's own.
+    assert "View run" not in done.stdout
+    assert all(f"Run: {uri}/#/experiments/" in log for log in logs)
     # Two at a time, for real, each with half of this machine's cores.
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))

@@ -8,6 +8,7 @@ must stay unseen by any search). Both sweepers check every job with `validate_sw
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from mnist_exp.config import Config, ConfigError, validate
 from mnist_exp.errors import PrunedTrial
 from mnist_exp.identity import SEED
 from mnist_exp.names import OBJECTIVE
+from mnist_exp.sweeps import progress
 from mnist_exp.tracking import runs
 from mnist_exp.tracking.outage import TrackingServerLost
 
@@ -86,13 +88,17 @@ def with_seeds(arguments: list[str], params: dict | None, seeds: int | None) -> 
     return [*arguments, f"{SEED}=range(1,{seeds + 1})"]
 
 
-def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict]) -> Any:
+def run_job(
+    cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict], position: int = 0
+) -> Any:
     """One job of a sweep: skipped if already done, a failure kept to its own run; the objective
-    (NaN for a failure), or the PrunedTrial when a search's pruner stopped it.
+    (NaN for a failure), or the PrunedTrial when a search's pruner stopped it. Then a line of
+    the sweep's progress.
 
-    `train` runs the job and returns its per-epoch history.
+    `train` runs the job and returns its per-epoch history; `position` is Hydra's job number.
     """
     check_sweep_job(cfg)
+    start = time.monotonic()
     done = None if cfg.tracking.rerun else runs.finished_run_like(config)
     if done is not None:
         log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
@@ -100,7 +106,17 @@ def run_job(cfg: Config, config: dict[str, Any], name: str, train: Callable[[], 
         runs.note_skipped(name, done.info.run_id)
         if OBJECTIVE not in done.data.metrics:
             log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
-        return done.data.metrics.get(OBJECTIVE, float("nan"))
+        value = done.data.metrics.get(OBJECTIVE, float("nan"))
+        progress.job_done(position, name, value, 0, skipped=done.info.run_id)
+        return value
+    value = trained(name, train)
+    progress.job_done(position, name, value, time.monotonic() - start, skipped=None)
+    return value
+
+
+def trained(name: str, train: Callable[[], dict]) -> Any:
+    """`train`'s last validation accuracy, or what stopped it (a pruned trial, NaN for a
+    failure, which its run keeps)."""
     try:
         return train()[OBJECTIVE][-1]
     except PrunedTrial as pruned:

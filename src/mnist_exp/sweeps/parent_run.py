@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mnist_exp.errors import UserError
 from mnist_exp.identity import git_state
 from mnist_exp.names import PARENT_RUN_ENV, PRUNED, PRUNED_TAG, SUMMARY_FILE
+from mnist_exp.sweeps import progress
 from mnist_exp.tracking import background, orphans, store, store_checks
 from mnist_exp.tracking.outage import has_given_up
 from mnist_exp.tracking.queries import sweep_runs
@@ -62,6 +63,9 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
+        if config.get("dry_run"):
+            log.info("Dry run: every job is composed and validated; nothing is recorded or trained")
+            return
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
         try:
             store_checks.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
@@ -87,6 +91,7 @@ class SweepParentRun(Callback):
         )
         self.run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.run_id
+        progress.sweep_started()
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
         log.info("Sweep parent run %s", self.run_id)
@@ -125,6 +130,7 @@ class SweepParentRun(Callback):
             client.log_text(self.run_id, summary, SUMMARY_FILE)
             client.set_terminated(self.run_id, outcome.status)
         os.environ.pop(PARENT_RUN_ENV, None)
+        progress.sweep_ended()
         self.run_id = None
         return outcome.status
 

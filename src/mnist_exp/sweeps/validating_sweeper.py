@@ -8,6 +8,7 @@ Hydra instantiates plugins only from classes defined in the `hydra_plugins` pack
 hydra_plugins/mnist_exp_sweeper declares the class Hydra uses, a subclass of this one.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
+from mnist_exp.sweeps import dry_run, progress
 from mnist_exp.sweeps.job import InvalidSweep, validate_sweep, with_seeds
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +47,10 @@ class ValidatingSweeper(BasicSweeper):
         # Here, not in __init__: Hydra prints an error raised while it sweeps as one message.
         if self.seeds is not None and self.seeds < 1:
             raise InvalidSweep(f"hydra.sweeper.seeds={self.seeds}: must be a whole number >= 1")
-        return super().sweep(with_seeds(arguments, self.params, self.seeds))
+        results = super().sweep(with_seeds(arguments, self.params, self.seeds))
+        if self.config.get("dry_run"):
+            log.info("%s", dry_run.total([job.return_value for batch in results for job in batch]))
+        return results
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -63,3 +70,4 @@ class ValidatingSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         loader = self.hydra_context.config_loader
         self._composed.update(validate_sweep(loader, self.config, batch))
+        progress.sweep_has(sum(map(len, self.overrides)))

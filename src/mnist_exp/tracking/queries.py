@@ -3,10 +3,11 @@ sweep's comparison logged to its parent run."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from mnist_exp.names import CONFUSION_MATRIX_FILE, IN_SWEEP_TAG, PARENT_TAG
+from mnist_exp.names import CONFUSION_MATRIX_FILE, IN_SWEEP_TAG, LOCAL_UI, PARENT_TAG, UI_URL_ENV
 from mnist_exp.tracking.uris import is_local_store
 
 
@@ -54,13 +55,20 @@ def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) 
         client.log_artifact(parent_run_id, str(directory / name), "comparison")
 
 
-def run_link(run: Any) -> str:
+def run_link(run: Any) -> str | None:
+    """The run in an MLflow UI the user can open: the local store's `make ui` address, or the
+    server it logs to; None when no UI will be there (a temporary server over another store)."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
-    local = is_local_store(uri)
-    base = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+    base = os.environ.get(UI_URL_ENV, LOCAL_UI if is_local_store(uri) else uri.rstrip("/"))
+    if not base:
+        return None
     # Without workflowType, MLflow 3's UI opens in its GenAI (traces) mode.
     link = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    link += "?workflowType=machine_learning"
-    return link + (" (start the UI with `make ui`)" if local else "")
+    return link + "?workflowType=machine_learning"
+
+
+def ui_hint(link: str | None) -> str:
+    """What to start to open `link`, when it is the local store's UI."""
+    return " (start the UI with `make ui`)" if link and link.startswith(LOCAL_UI) else ""

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_exp.config import PROJECT_ROOT
+from mnist_exp.identity import is_hyperparameter
 from mnist_exp.names import PARENT_TAG, STUDY_TAG, TRIAL_TAG
 from mnist_exp.sweeps.search.space import study_path
 from mnist_exp.tracking.runs import note_skipped
@@ -46,8 +47,9 @@ def default_study_name(
 ) -> str:
     """The same search (space, fixed overrides, custom space, sampler, pruner) is the same
     study, so the same command again continues it; change any of them and a new study starts.
-    Where runs are recorded is not what is searched: tracking=server continues the study."""
-    searched = sorted(o for o in overrides if not o.startswith(("tracking", "+tracking")))
+    What is not a hyperparameter (where runs are recorded, threads, dry_run) is not what is
+    searched: the same search with tracking=server, or its dry run, is the same study."""
+    searched = sorted(o for o in overrides if is_hyperparameter(o.lstrip("+~").partition("=")[0]))
     definition = {"space": searched, "custom": study_path(custom),
                   "sampler": OmegaConf.to_container(sweeper.sampler),
                   "pruner": OmegaConf.to_container(sweeper.pruner)}  # fmt: skip
@@ -188,3 +190,41 @@ def log_to_parent(study: Any, parent_run_id: str, sweep_dir: Path, storage: str)
     if figure is not None:
         client.log_figure(parent_run_id, figure, IMPORTANCE_FIGURE)
     return summary
+
+
+def dry_run(name: str, storage_url: str, n_trials: int, at_once: int, confirm: Any) -> str:
+    """What the search would do, asking nothing of the study: the trials done, those it would
+    run (interrupted ones first), about how long from the trials that ended, the confirmation."""
+    import optuna
+    from optuna.trial import TrialState
+
+    db = sqlite_path(storage_url)
+    trials = []
+    if db is None or db.exists():
+        try:
+            trials = optuna.load_study(study_name=name, storage=open_storage(storage_url)).trials
+        except KeyError:  # no such study in that storage yet
+            trials = []
+    done = sum(counted(t) for t in trials)
+    left = max(0, n_trials - done)
+    states = [t.state for t in trials]
+    again = [t.number for t in trials if t.state == TrialState.RUNNING]
+    ended = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_complete
+    ]
+    text = (f"Dry run: study '{name}' ({'new' if not trials else storage_url}): {done} of "
+            f"{n_trials} trials done ({states.count(TrialState.PRUNED)} pruned); would run "
+            f"{left} more, {at_once} at a time")  # fmt: skip
+    if again:
+        text += f", the interrupted trial(s) {', '.join(map(str, again))} first"
+    if ended and left:
+        mean = sum(ended) / len(ended)
+        text += f"; a trial took about {mean:.0f} s, so about {mean * left / at_once:.0f} s"
+    if confirm.top_k and confirm.seeds:
+        text += (
+            f"; then the {confirm.top_k} best trials again on {confirm.seeds} fresh seeds "
+            f"({confirm.top_k * confirm.seeds} runs, finished ones skipped)"
+        )
+    return text + ". Nothing was recorded or trained."
