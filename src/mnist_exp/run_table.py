@@ -4,7 +4,6 @@ only the params that differ (in the config's own order), and what each run is a 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 
@@ -75,8 +74,10 @@ def variant_columns(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run: its variant (the tag; for runs logged before it, a digest of its params without
     the seed), the variant's name, and its seed."""
     params = runs.filter(like="params.").drop(columns=[f"params.{SEED}"], errors="ignore")
+    # A param a run does not have (the other model family's) is NaN: "-" in the digest.
     digest = (
-        params.astype(str)
+        params.fillna("-")
+        .astype(str)
         .agg("|".join, axis=1)
         .map(lambda s: "p" + hashlib.sha256(s.encode()).hexdigest()[:9])
     )
@@ -111,8 +112,8 @@ def markdown(table: pd.DataFrame) -> str:
 def fitted(shown: pd.DataFrame, keep: list[str], width: int | None = None) -> tuple[str, list[str]]:
     """`shown` as text no wider than the terminal: the columns in `keep` always, the others
     (the differing params) from the left while they fit; the text and the columns left out.
-    Into a pipe or a file (no terminal, no COLUMNS), nothing is left out."""
-    if width is None and (sys.stdout.isatty() or "COLUMNS" in os.environ):
+    Into a pipe or a file, nothing is left out."""
+    if width is None and sys.stdout.isatty():
         width = shutil.get_terminal_size().columns
     width = width or sys.maxsize
     shown = shown.copy()

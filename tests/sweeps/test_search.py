@@ -162,32 +162,10 @@ def test_an_interrupted_search_continues_where_it_stopped(store, tmp_path, mnist
     # trials done).
     command = [*SEARCH, "train.epochs=6", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=3",
                *store.overrides]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
-        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, preexec_fn=default_sigint,
-    )  # fmt: skip
-    # Read from what the search prints, not from its stores: polling a SQLite file would hold
-    # up the writes of the very run being interrupted.
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            out = "".join(lines)
-            if "\t#1 : " in out and "Epoch 2/6" in out.split("\t#1 : ")[1]:
-                break  # trial 0 is done, trial 1 has trained an epoch
-            time.sleep(0.05)
-        assert proc.poll() is None, "".join(lines)
-        proc.send_signal(sig)
-        proc.wait(timeout=120)
-        reader.join(timeout=30)
-        first = "".join(lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == (130 if sig == signal.SIGINT else -sig), first
+    # Once trial 0 is done and trial 1 has trained an epoch.
+    code, first = interrupted(command, tmp_path, mnist_dir, sig, lambda out: "\t#1 : " in out
+                              and "Epoch 2/6" in out.split("\t#1 : ")[1])  # fmt: skip
+    assert code == (130 if sig == signal.SIGINT else -sig), first
 
     again = run_cli(*command)
     assert again.returncode == 0, again.stdout[-3000:]
@@ -265,29 +243,15 @@ def test_a_search_confirms_its_leaders_on_fresh_seeds_and_resumes_an_interrupted
     command = [*SEARCH, "train.epochs=4", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=2",
                "hydra.sweeper.confirm.top_k=2", "hydra.sweeper.confirm.seeds=2",
                *store.overrides]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
-        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, preexec_fn=default_sigint,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            out = "".join(lines)
-            if "Confirming the 2 best trials" in out and "Epoch 2/4" in out.split("Confirming")[1]:
-                break  # the first confirmation run has trained an epoch
-            time.sleep(0.05)
-        assert proc.poll() is None, "".join(lines)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        reader.join(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, "".join(lines)[-3000:]
+    # Once the first confirmation run has trained an epoch.
+    code, first = interrupted(
+        command,
+        tmp_path,
+        mnist_dir,
+        signal.SIGINT,
+        lambda out: "Epoch 2/4" in out.partition("Confirming the 2 best trials")[2],
+    )
+    assert code == 130, first[-3000:]
 
     again = run_cli(*command)
     assert again.returncode == 0, again.stdout[-3000:]
@@ -312,6 +276,34 @@ def test_a_search_confirms_its_leaders_on_fresh_seeds_and_resumes_an_interrupted
     assert parent.data.metrics["confirmed.val_mean"] <= parent.data.metrics["confirmed.val_ci_high"]
     assert "confirmed.model" in parent.data.params
     assert parent.data.tags["confirmed.trial"] in ("0", "1")
+
+
+def interrupted(command: list[str], tmp_path, mnist_dir, sig: int, ready) -> tuple[int, str]:
+    """Run the search, send `sig` once what it printed is `ready`; its exit code and output.
+
+    Read from what the search prints, not from its stores: polling a SQLite file would hold up
+    the writes of the very run being interrupted.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_exp.run", *command, f"hydra.sweep.dir={tmp_path}/first"],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and not ready("".join(lines)):
+            time.sleep(0.05)
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(lines)
 
 
 def again_parent(printed: str) -> str:
