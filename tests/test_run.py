@@ -75,7 +75,7 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, mnist, backend
     client = store.client()
     assert run.info.status == "FINISHED"
     named = "" if backend == "tensorflow" else f" backend={backend}"
-    assert run.info.run_name == f"dense-h128{named} limit_train=2000 limit_test=500 epochs=2"
+    assert run.info.run_name == f"dense-h128 limit_train=2000 limit_test=500 epochs=2{named}"
     params = run.data.params
     assert params["train.backend"] == backend and run.data.tags["keras_backend"] == backend
     assert params["model.hidden"] == "128" and params["model.family"] == "dense"

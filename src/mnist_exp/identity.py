@@ -151,12 +151,14 @@ def run_name(cfg: Config, overrides: list[str] = ()) -> str:
     return " ".join([model_name(cfg), *extras])
 
 
-def in_config_place(override: str) -> tuple[int, str]:
-    """Where an override's key sits in the config (a group, `train=literal`, where its keys
-    do); keys the config does not have go last, alphabetically."""
+def in_config_place(override: str) -> tuple[int, int, str]:
+    """Where an override goes in a run name: the model's keys first, after the model's short
+    name, then the others where they sit in the config (a group, `train=literal`, where its
+    keys do); keys the config does not have go last, alphabetically."""
     key = override.lstrip("+~").partition("=")[0]
     order = config_keys()
+    after_the_model = 0 if key == "model" or key.startswith("model.") else 1
     for i, known in enumerate(order):
         if known == key or known.startswith(f"{key}."):
-            return i, key
-    return len(order), key
+            return after_the_model, i, key
+    return after_the_model, len(order), key
