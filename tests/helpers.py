@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,13 @@ def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
 # tests), and a child process would inherit it.
 LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
              "MNIST_EXP_PARENT_RUN_ID")  # fmt: skip
+
+# The libraries' lines a console must not show (TensorFlow 2.21 printed the first ones on every
+# CPU machine before training.native_logs).
+LIBRARY_LINES = re.compile(
+    r"absl::InitializeLog|I0000 .*\] oneDNN custom operations|cudart_stub\.cc|cuInit|"
+    r"triggered tf\.function retracing|Creating initial MLflow database tables|View run "
+)
 
 # A run of seconds: enough data and epochs to exercise everything, not to learn well.
 TINY = ["data.limit_train=1000", "data.limit_test=200", "train.epochs=1"]

@@ -128,10 +128,10 @@ def test_run_sweep_compares_its_runs_and_a_second_call_trains_nothing(store, api
     assert sweep.variants.n.tolist() == [1, 1] and "ran one seed" in sweep.verdict
 
     again = mnist_exp.run_sweep(overrides, echo=False)
-    assert again.parent_run_id != sweep.parent_run_id and again.status == "FINISHED"
-    # Nothing retrained: the same two runs, found through the new sweep's skipped jobs.
+    # The same sweep again: the same parent run, continued, and nothing retrained.
+    assert again.parent_run_id == sweep.parent_run_id and again.status == "FINISHED"
     assert set(again.table.run_id) == set(sweep.table.run_id)
-    assert len(store.runs()) == 4  # two parents, two trained runs
+    assert len(store.runs()) == 3  # one parent, two trained runs
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.names import PARENT_TAG
-from tests.helpers import TINY, Store, cli_env
+from tests.helpers import LIBRARY_LINES, TINY, Store, cli_env
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "tutorial.ipynb"
 
@@ -46,6 +46,7 @@ def test_notebook_runs_top_to_bottom_on_a_subset(tmp_path, mnist_dir):
 
     printed = "\n".join(text_of(c) for c in notebook.cells if c.cell_type == "code")
     assert "x_train (60000, 28, 28)" in printed and "(from: cache)" in printed
+    assert not LIBRARY_LINES.search(printed), LIBRARY_LINES.search(printed)  # a quiet notebook
     assert "test accuracy 0." in printed and "misclassified" in printed
     assert "model from MLflow gives the same probabilities: True" in printed
     assert "training mnist digest" in printed and "test     mnist digest" in printed

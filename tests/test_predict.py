@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from mnist_exp.predict import mnist_like
+from tests.helpers import LIBRARY_LINES
 
 
 def upscaled(digit: np.ndarray, dark_on_light: bool) -> Image.Image:
@@ -72,6 +73,7 @@ def test_predicts_the_digit_in_an_image_file(
     assert sum(probabilities) == pytest.approx(1, abs=1e-3)
     label = mnist.y_test[confident_digit]
     assert lines[10].startswith(f"{path}: predicted {label} (p=")
+    assert not LIBRARY_LINES.search(done.stdout + done.stderr), done.stderr  # a quiet console
 
 
 @pytest.mark.slow

@@ -276,13 +276,22 @@ def test_rerunning_a_sweep_trains_only_what_is_missing(run_cli, store):
     again = run_cli(*sweep)
     assert again.returncode == 0, again.stdout
     assert f"Skipping 'dense-h8 {TINY_NAME}'" in again.stdout
+    assert "(continued: the same sweep, last FINISHED)" in again.stdout
     assert "1 finished, 0 failed, 0 killed, 1 skipped" in again.stdout
     trained = [r for r in store.runs() if "model.hidden" in r.data.params]
     assert sorted(r.data.params["model.hidden"] for r in trained) == ["16", "8"]
+    # One parent run, every job its child: the UI shows the whole sweep under it.
+    parents = [r for r in store.runs() if "model.hidden" not in r.data.params]
+    assert len(parents) == 1
+    assert {r.data.tags[PARENT_TAG] for r in trained} == {parents[0].info.run_id}
 
     forced = run_cli(*sweep, "tracking.rerun=true")
     assert "2 finished, 0 failed, 0 killed, 0 skipped" in forced.stdout
     assert len([r for r in store.runs() if "model.hidden" in r.data.params]) == 4
+    # A changed sweep is a new one, with a parent run of its own.
+    changed = run_cli("-m", "model.hidden=8,16,32", *TINY, *store.overrides)
+    assert "1 finished, 0 failed, 0 killed, 2 skipped" in changed.stdout
+    assert len([r for r in store.runs() if "model.hidden" not in r.data.params]) == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -17,7 +17,7 @@ import pytest
 
 from mnist_exp.serve import is_serving
 from mnist_exp.tracking.loopback import free_port
-from tests.helpers import Store, cli_env, default_sigint, run_module
+from tests.helpers import LIBRARY_LINES, Store, cli_env, default_sigint, run_module
 
 
 @pytest.mark.slow
@@ -65,6 +65,9 @@ def test_a_served_model_answers_a_request_for_an_mnist_digit(
     assert server.returncode == 0, rest
     assert "Scoring server stopped" in rest
     assert "━" not in rest and "/step" not in rest  # ten requests, no progress bar in the log
+    assert not LIBRARY_LINES.search("".join(seen) + rest), LIBRARY_LINES.search(
+        "".join(seen) + rest
+    )
     deadline = time.monotonic() + 30  # uvicorn may still be finishing its shutdown
     while any(map(is_alive, scoring_server)) and time.monotonic() < deadline:
         time.sleep(0.5)

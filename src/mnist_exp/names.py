@@ -27,6 +27,8 @@ PARENT_TAG = "mlflow.parentRunId"
 # A run's description in the MLflow UI.
 NOTE_TAG = "mlflow.note.content"
 
+# A sweep's parent run: what makes it the same sweep, so that running it again continues it.
+SWEEP_KEY_TAG = "sweep_key"
 # A parent run's tag per skipped job: skipped.<run id that had already finished it> = job name.
 SKIPPED_TAG = "skipped."
 # The other side of it, on the finished run: in_sweep.<parent run id> = "skipped". MLflow keeps

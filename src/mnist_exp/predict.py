@@ -109,9 +109,7 @@ def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
         model = mlflow.pyfunc.load_model(model_uri)
     except (mlflow.exceptions.MlflowException, OSError) as err:
         fail(f"cannot load model '{model_uri}': {str(err).splitlines()[0]}")
-    import keras  # only now: a bad URI is reported without TensorFlow's start-up
-
-    keras.config.disable_interactive_logging()  # no progress bar between the result lines
+    # The logged model's own loader predicts with no progress bar between the result lines.
     return np.asarray(model.predict(images[..., np.newaxis]))
 
 

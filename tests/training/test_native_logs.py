@@ -4,20 +4,13 @@ MNIST_EXP_LIBRARY_LOGS=1 to bring the libraries' output back."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
 from mnist_exp.training.native_logs import CHATTER
-from tests.helpers import LEAKY_ENV
-
-# The lines a TensorFlow 2.21 run printed on every CPU machine, before the filter.
-LIBRARY_LINES = re.compile(
-    r"absl::InitializeLog|I0000 .*\] oneDNN custom operations|cudart_stub\.cc|cuInit|"
-    r"triggered tf\.function retracing|Creating initial MLflow database tables|View run "
-)
+from tests.helpers import LEAKY_ENV, LIBRARY_LINES
 
 LOAD_AND_FAIL = """
 import os, sys

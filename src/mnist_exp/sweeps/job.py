@@ -103,7 +103,7 @@ def run_job(
     if done is not None:
         log.info("Skipping '%s': run %s already finished it (tracking.rerun=true trains it again)",
                  name, done.info.run_id)  # fmt: skip
-        runs.note_skipped(name, done.info.run_id)
+        runs.note_skipped(done)
         if OBJECTIVE not in done.data.metrics:
             log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
         value = done.data.metrics.get(OBJECTIVE, float("nan"))

@@ -4,6 +4,8 @@ outcome from its children's, and its summary of every job."""
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -11,13 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_exp.errors import UserError
-from mnist_exp.identity import git_state
-from mnist_exp.names import PARENT_RUN_ENV, PRUNED, PRUNED_TAG, SUMMARY_FILE
+from mnist_exp.identity import git_state, is_hyperparameter
+from mnist_exp.names import (
+    PARENT_RUN_ENV,
+    PRUNED,
+    PRUNED_TAG,
+    SKIPPED_TAG,
+    SUMMARY_FILE,
+    SWEEP_KEY_TAG,
+)
 from mnist_exp.sweeps import progress
-from mnist_exp.tracking import background, orphans, store, store_checks
+from mnist_exp.tracking import background, orphans, queries, store, store_checks
 from mnist_exp.tracking.outage import has_given_up
 from mnist_exp.tracking.queries import sweep_runs
 from mnist_exp.training.mnist import check_cache_dir
@@ -59,6 +68,7 @@ class SweepParentRun(Callback):
 
     def __init__(self) -> None:
         self.run_id: str | None = None
+        self.was: str | None = None  # a continued parent's status before this sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
@@ -77,24 +87,34 @@ class SweepParentRun(Callback):
             print(err, file=sys.stderr)
             sys.exit(1)
         orphans.end_orphans_in_experiment(experiment_id)
-        overrides = " ".join(config.hydra.overrides.task)
-        sweep_params = config.hydra.sweeper.get("params") or {}
-        swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
-        run = MlflowClient().create_run(
-            experiment_id,
-            run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
-            tags={
-                "sweep_dir": str(config.hydra.sweep.dir),
-                **orphans.this_process(),
-                **git_state(),
-            },  # fmt: skip
-        )
-        self.run_id = run.info.run_id
+        client = MlflowClient()
+        key = sweep_key(config)
+        tags = {"sweep_dir": str(config.hydra.sweep.dir), **orphans.this_process(), **git_state()}
+        earlier = queries.sweep_parent(client, experiment_id, SWEEP_KEY_TAG, key)
+        if earlier is not None:
+            # The same sweep again: its jobs stay under one parent run, as the UI shows them.
+            self.run_id, self.was = earlier.info.run_id, earlier.info.status
+            client.update_run(self.run_id, status="RUNNING")
+            for name in [t for t in earlier.data.tags if t.startswith(SKIPPED_TAG)]:
+                client.delete_tag(self.run_id, name)  # the skipped of this time, not of the last
+            for name, value in tags.items():
+                client.set_tag(self.run_id, name, value)
+            how = f" (continued: the same sweep, last {self.was})"
+        else:
+            overrides = " ".join(config.hydra.overrides.task)
+            sweep_params = config.hydra.sweeper.get("params") or {}
+            swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
+            run = client.create_run(
+                experiment_id,
+                run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
+                tags={**tags, SWEEP_KEY_TAG: key},
+            )
+            self.run_id, self.was, how = run.info.run_id, None, ""
         os.environ[PARENT_RUN_ENV] = self.run_id
         progress.sweep_started()
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
-        log.info("Sweep parent run %s", self.run_id)
+        log.info("Sweep parent run %s%s", self.run_id, how)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self._end(interrupted=False) == "FAILED":
@@ -112,13 +132,21 @@ class SweepParentRun(Callback):
         background.flush()
         client = MlflowClient()
         parent = client.get_run(self.run_id)
-        children, earlier = sweep_runs(client, [parent.info.experiment_id], self.run_id)
+        children, linked = sweep_runs(client, [parent.info.experiment_id], self.run_id)
+        # Skipped this time: already finished, by an earlier run of this sweep or of another.
+        skipped_now = {t.removeprefix(SKIPPED_TAG) for t in parent.data.tags
+                       if t.startswith(SKIPPED_TAG)}  # fmt: skip
+        current = latest_per_config(children)
+        children = [run for run in current if run.info.run_id not in skipped_now]
+        earlier = [run for run in [*current, *linked] if run.info.run_id in skipped_now]
         outcome = sweep_outcome(
             {child.info.run_id: child_status(child) for child in children},
             len(earlier),
             interrupted,
         )
-        if outcome.status is None:
+        if outcome.status is None and self.was is not None:
+            client.set_terminated(self.run_id, self.was)  # a continued sweep that ran nothing
+        elif outcome.status is None:
             # Stopped before any job started (e.g. a bad override): the parent records nothing.
             client.delete_run(self.run_id)
             log.info("Sweep parent run %s deleted: no job ran", self.run_id)
@@ -157,3 +185,26 @@ class SweepParentRun(Callback):
             lines.append(line)
             log.info("%s", line)
         return "\n".join(lines) + "\n"
+
+
+def sweep_key(config: DictConfig) -> str:
+    """What makes two multiruns the same sweep: the experiment, the overrides that change what
+    is trained (not where runs are recorded, nor a dry run) and the sweeper's settings (its
+    params, seeds, search), not the launcher or how many jobs run at once."""
+    overrides = sorted(o for o in config.hydra.overrides.task
+                       if is_hyperparameter(o.lstrip("+~").partition("=")[0]))  # fmt: skip
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+    for runtime in ("trial_number", "confirm_of", "n_jobs", "storage", "max_batch_size"):
+        sweeper.pop(runtime, None)
+    definition = {"experiment": config.tracking.experiment, "overrides": overrides,
+                  "sweeper": sweeper}  # fmt: skip
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def latest_per_config(children: list) -> list:
+    """A sweep's child runs, the newest per config (its earlier tries, FAILED or KILLED and
+    trained again in a run of their own, are history, not the sweep's outcome); oldest first."""
+    newest: dict[str, Any] = {}
+    for run in sorted(children, key=lambda r: r.info.start_time):
+        newest[run.data.tags.get("config_hash", run.info.run_id)] = run
+    return sorted(newest.values(), key=lambda r: r.info.start_time)

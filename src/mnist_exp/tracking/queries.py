@@ -55,6 +55,15 @@ def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) 
         client.log_artifact(parent_run_id, str(directory / name), "comparison")
 
 
+def sweep_parent(client: Any, experiment_id: str, key_tag: str, key: str) -> Any | None:
+    """The newest parent run of the sweep with this key that is not running now; None."""
+    found = client.search_runs(
+        [experiment_id], f"tags.{key_tag} = '{key}' and attributes.status != 'RUNNING'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )  # fmt: skip
+    return found[0] if found else None
+
+
 def run_link(run: Any) -> str | None:
     """The run in an MLflow UI the user can open: the local store's `make ui` address, or the
     server it logs to; None when no UI will be there (a temporary server over another store)."""

@@ -5,19 +5,30 @@ every script or notebook that predicts through mlflow.pyfunc.
 
 This file is copied into every model logged (its code/ folder, as mnist_exp_quiet_keras) and
 named as the model's pyfunc loader_module, so the model loads quietly where mnist_exp is not
-installed too. It imports nothing of ours for that reason.
+installed too: it needs nothing of ours, and uses mnist_exp's filter of TensorFlow's start-up
+lines only where it finds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-
-from mlflow.keras import load as keras_load
 
 
 def _load_pyfunc(path: str):
-    wrapper = keras_load._load_pyfunc(path)
+    with _start_up_filtered():  # Keras and TensorFlow load here, and first look for devices
+        from mlflow.keras import load as keras_load
+
+        wrapper = keras_load._load_pyfunc(path)
     if not wrapper.save_exported_model:  # an exported model's serve() draws nothing
         quiet = functools.partial(wrapper.model.predict, verbose=0)
         wrapper.get_model_call_method = lambda: quiet
     return wrapper
+
+
+def _start_up_filtered():
+    try:
+        from mnist_exp.training.native_logs import native_chatter_filtered
+    except ImportError:  # loaded where mnist_exp is not installed
+        return contextlib.nullcontext()
+    return native_chatter_filtered()

@@ -155,12 +155,15 @@ def latest_run_like(config: dict[str, Any]) -> Any | None:
     return found[0] if found else None
 
 
-def note_skipped(run_name: str, finished_run_id: str) -> None:
-    """Tell the sweep's parent run that a job was skipped, for its end-of-sweep summary."""
+def note_skipped(finished: Any) -> None:
+    """Tell the sweep's parent run that a job was skipped (`finished` had done it), for its
+    end-of-sweep summary; a run of another sweep is linked to this one too."""
     from mlflow import MlflowClient
 
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
         client = MlflowClient()
-        client.set_tag(parent, f"{SKIPPED_TAG}{finished_run_id}", run_name)
-        client.set_tag(finished_run_id, f"{IN_SWEEP_TAG}{parent}", "skipped")
+        run_id = finished.info.run_id
+        client.set_tag(parent, f"{SKIPPED_TAG}{run_id}", finished.info.run_name)
+        if finished.data.tags.get(PARENT_TAG) != parent:  # this sweep's own child already
+            client.set_tag(run_id, f"{IN_SWEEP_TAG}{parent}", "skipped")

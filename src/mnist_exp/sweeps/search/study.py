@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.identity import is_hyperparameter
-from mnist_exp.names import PARENT_TAG, STUDY_TAG, TRIAL_TAG
+from mnist_exp.names import STUDY_TAG, TRIAL_TAG
 from mnist_exp.sweeps.search.space import study_path
 from mnist_exp.tracking.runs import note_skipped
 from mnist_exp.tracking.uris import sqlite_path, sqlite_uri
@@ -112,9 +112,10 @@ def recover_interrupted(study: Any, storage: Any) -> int:
 
 
 def link_earlier_trials(study: Any, parent_run_id: str) -> None:
-    """A continued search has a new parent run; the runs of the trials already done (finished or
-    pruned) are linked to it as a re-run sweep links the jobs it skipped (runs.note_skipped), so
-    its summary and `compare` cover the whole study."""
+    """A continued search: the runs of the trials already done (finished or pruned) are noted as
+    skipped by its parent run, as a re-run sweep notes the jobs it skipped (runs.note_skipped),
+    and linked to it where they are another parent's, so its summary and `compare` cover the
+    whole study."""
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
@@ -124,10 +125,8 @@ def link_earlier_trials(study: Any, parent_run_id: str) -> None:
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs([experiment_id], f"tags.{STUDY_TAG} = '{study.study_name}'",
                               max_results=10_000)  # fmt: skip
-    earlier = [r for r in runs if r.data.tags.get(TRIAL_TAG) in done
-               and r.data.tags.get(PARENT_TAG) != parent_run_id]  # fmt: skip
-    for run in earlier:
-        note_skipped(run.info.run_name, run.info.run_id)
+    for run in [r for r in runs if r.data.tags.get(TRIAL_TAG) in done]:
+        note_skipped(run)
 
 
 def results(study: Any) -> dict[str, Any]:
