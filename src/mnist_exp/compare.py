@@ -93,15 +93,7 @@ def select_runs(experiment: str, parent: str | None, every: bool):
         fail(f"--parent {parent}: no such run in experiment '{experiment}'")
     if parent not in members:
         fail(f"--parent {parent}: run has no child runs, so it is not a sweep; try --all")
-    return latest_tries(runs[members[parent]]), parent
-
-
-def latest_tries(runs: pd.DataFrame) -> pd.DataFrame:
-    """A sweep's runs, the newest per config: a config that FAILED and was trained again in a
-    run of its own counts once, as the sweep's summary counts it."""
-    hashes = runs.get("tags.config_hash", pd.Series(None, index=runs.index, dtype=object))
-    newest = runs.assign(_hash=hashes.fillna(runs.run_id)).sort_values("start_time")
-    return runs[runs.index.isin(newest.drop_duplicates("_hash", keep="last").index)]
+    return runs[members[parent]], parent
 
 
 def write_comparison(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

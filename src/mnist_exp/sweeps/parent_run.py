@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ class SweepParentRun(Callback):
     def __init__(self) -> None:
         self.run_id: str | None = None
         self.was: str | None = None  # a continued parent's status before this sweep
+        self.started_ms = 0  # when this sweep began, in MLflow's milliseconds
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
@@ -111,6 +113,7 @@ class SweepParentRun(Callback):
             )
             self.run_id, self.was, how = run.info.run_id, None, ""
         os.environ[PARENT_RUN_ENV] = self.run_id
+        self.started_ms = int(time.time() * 1000)
         progress.sweep_started()
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
@@ -136,7 +139,7 @@ class SweepParentRun(Callback):
         # Skipped this time: already finished, by an earlier run of this sweep or of another.
         skipped_now = {t.removeprefix(SKIPPED_TAG) for t in parent.data.tags
                        if t.startswith(SKIPPED_TAG)}  # fmt: skip
-        current = latest_per_config(children)
+        current = latest_per_config(children, self.started_ms)
         children = [run for run in current if run.info.run_id not in skipped_now]
         earlier = [run for run in [*current, *linked] if run.info.run_id in skipped_now]
         outcome = sweep_outcome(
@@ -201,10 +204,15 @@ def sweep_key(config: DictConfig) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def latest_per_config(children: list) -> list:
-    """A sweep's child runs, the newest per config (its earlier tries, FAILED or KILLED and
-    trained again in a run of their own, are history, not the sweep's outcome); oldest first."""
-    newest: dict[str, Any] = {}
+def latest_per_config(children: list, since_ms: int) -> list:
+    """A continued sweep's child runs that make its outcome, oldest first: per config, the runs
+    of this time (started since `since_ms`; jobs that differ only in where data or runs live
+    share a config hash), or else its newest run. Earlier tries, FAILED or KILLED and trained
+    again in a run of their own, are history."""
+    groups: dict[str, list] = {}
     for run in sorted(children, key=lambda r: r.info.start_time):
-        newest[run.data.tags.get("config_hash", run.info.run_id)] = run
-    return sorted(newest.values(), key=lambda r: r.info.start_time)
+        groups.setdefault(run.data.tags.get("config_hash", run.info.run_id), []).append(run)
+    current = []
+    for runs in groups.values():
+        current += [r for r in runs if r.info.start_time >= since_ms] or runs[-1:]
+    return sorted(current, key=lambda r: r.info.start_time)
