@@ -132,6 +132,7 @@ def compiled(cfg: TrainConfig) -> keras.Model:
     return model
 
 
+@pytest.mark.slow
 def test_a_fit_that_crashed_continues_from_its_checkpoint(mnist, tmp_path: Path):
     small = data.prepare(mnist, limit_train=1200, limit_test=100)
     cfg = TrainConfig(epochs=4, lr_schedule=LRSchedule.cosine)

@@ -36,6 +36,7 @@ def fit_once(small, cfg: TrainConfig, model_cfg=None):
     return model, fitted
 
 
+@pytest.mark.slow
 def test_steps_per_execution_gives_the_same_training(small):
     literal = TrainConfig(
         epochs=2, steps_per_execution=1, xla=Xla.never, validation_batch_size=None
@@ -59,6 +60,7 @@ def test_xla_is_used_where_it_was_measured_to_pay():
     assert not train.uses_xla(dense, TrainConfig(xla=Xla.never))
 
 
+@pytest.mark.slow
 def test_epoch_timer_adds_time_and_throughput_per_epoch(small):
     _, fitted = fit_once(small, TrainConfig(epochs=2, batch_size=64))
     assert len(fitted.history["epoch_seconds"]) == 2
@@ -70,6 +72,7 @@ def test_epoch_timer_adds_time_and_throughput_per_epoch(small):
     assert fitted.seconds > 0
 
 
+@pytest.mark.slow
 def test_one_pass_evaluation_matches_keras_evaluate(small):
     model, _ = fit_once(small, TrainConfig(epochs=1))
     scores, probabilities = train.evaluate(model, small)
@@ -126,6 +129,7 @@ def test_warmup_cosine_climbs_for_its_warmup_epochs_then_falls_to_zero_at_the_la
     assert rate[30:] == sorted(rate[30:], reverse=True) and rate[120] == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_a_per_step_schedule_lands_in_each_epochs_logs(small):
     cfg = TrainConfig(lr_schedule=LRSchedule.warmup_cosine, learning_rate=0.01, epochs=3,
                       warmup_epochs=0.5)  # fmt: skip
