@@ -29,11 +29,11 @@ from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG
 from mnist_exp.run_table import (
     RESULT_COLUMNS,
     comparison_table,
+    finished_seeds,
     fitted,
     for_reading,
     markdown,
     validation_history,
-    variant_columns,
 )
 from mnist_exp.sweeps import variants
 from mnist_exp.tracking import orphans, queries, store, tracked_model
@@ -103,8 +103,7 @@ def write_comparison(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.Da
     table = comparison_table(runs, val_curves)
     labels = dict(zip(table.run_id, table.run, strict=True))
     confusions = {labels[r]: queries.load_confusion_matrix(r) for r in table.run_id}
-    finished = table[table.status == "FINISHED"].drop(columns="seed", errors="ignore")
-    finished = finished.merge(variant_columns(runs), on="run_id")
+    finished = finished_seeds(table, runs)
     by_variant = variants.summarise(finished)
 
     out.mkdir(parents=True, exist_ok=True)

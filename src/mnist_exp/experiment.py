@@ -149,8 +149,7 @@ def run_sweep(overrides: Sequence[str], echo: bool = True) -> SweepRun:
     curves = run_table.validation_history(runs)
     table = run_table.comparison_table(runs, curves)
     named = dict(zip(table.run_id, table.run, strict=True))
-    finished = table[table.status == "FINISHED"].drop(columns="seed", errors="ignore")
-    by_variant = variants.summarise(finished.merge(run_table.variant_columns(runs), on="run_id"))
+    by_variant = variants.summarise(run_table.finished_seeds(table, runs))
     return SweepRun(parent.info.run_id, parent.info.status, table,
                     {named[r]: curves[r] for r in table.run_id}, by_variant,
                     variants.verdict(by_variant))  # fmt: skip

@@ -92,6 +92,13 @@ def variant_columns(runs: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def finished_seeds(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED rows of the per-run table, each with its variant, variant name and seed:
+    what sweeps.variants.summarise compares."""
+    finished = table[table.status == "FINISHED"].drop(columns=SEED, errors="ignore")
+    return finished.merge(variant_columns(runs), on="run_id")
+
+
 def for_reading(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     for column in shown.columns:

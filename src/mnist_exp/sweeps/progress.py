@@ -32,8 +32,7 @@ def sweep_ended() -> None:
 
 def line(done: int, total: int, name: str, what: str, elapsed: float) -> str:
     """`[done/total] name: what; about N s left`, the time left from the pace so far."""
-    left = elapsed / done * (total - done) if done else math.nan
-    rest = "done" if done >= total else f"about {left:.0f} s left" if left == left else "..."
+    rest = "done" if done >= total else f"about {elapsed / done * (total - done):.0f} s left"
     return f"[{done}/{total}] {name}: {what}; {rest}"
 
 
