@@ -89,7 +89,7 @@ def test_a_sweep_through_postgresql_mlflow_and_ray_keeps_every_run_and_stops_all
     served = team_dir / "mlflow" / "artifacts"
     logs = {p.parent.parent.name: p.read_text() for p in served.rglob("artifacts/run.log")}
     assert sorted(logs) == sorted(c.info.run_id for c in finished)
-    assert all("TensorFlow threads: 1" in log for log in logs.values())
+    assert all("JAX threads: 1" in log for log in logs.values())
     assert not is_listening(f"127.0.0.1:{port}")
 
     # The same folder again, for a search: two trials at a time as Ray tasks, each reporting

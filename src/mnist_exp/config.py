@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,32 @@ class Precision(enum.Enum):
 
 class Backend(enum.Enum):
     # Keras's backend: the tutorial's TensorFlow, or JAX (the `jax` extra; make setup installs
-    # it), which runs the dense network faster on CPUs (bench/RESULTS.md). Same model and math.
+    # it). Same model and math, different speed (bench/RESULTS.md).
     tensorflow = "tensorflow"
     jax = "jax"
+    # The fastest for the model's family as measured on AVX2-only and AVX-512 CPUs: JAX for the
+    # dense network (2-3x TensorFlow's fit), TensorFlow for the CNN (its oneDNN convolutions);
+    # TensorFlow where JAX is not installed. `validate` resolves it, so that the run's param,
+    # tag and config hash name the backend that trained it.
+    auto = "auto"
+
+
+# What train.backend=auto picks for each model family when JAX is installed.
+FASTEST_BACKEND = {"dense": Backend.jax, "cnn": Backend.tensorflow}
+
+
+def jax_installed() -> bool:
+    return importlib.util.find_spec("jax") is not None
+
+
+def resolved_backend(family: str) -> Backend:
+    """train.backend=auto for a model family on this installation. A process that already runs
+    Keras (a notebook, the tests) keeps its backend: Keras cannot switch."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return Backend(keras.backend.backend())
+    fastest = FASTEST_BACKEND.get(family, Backend.tensorflow)
+    return fastest if jax_installed() else Backend.tensorflow
 
 
 class Padding(enum.Enum):
@@ -181,8 +205,8 @@ class TrainConfig:
     # last epoch's (false, Keras's default), which after a cosine schedule are the annealed ones.
     restore_best_weights: bool = True
     # Keras loads one backend per process, before its first import (training.backend): a
-    # process, and so a sweep, trains on one backend only.
-    backend: Backend = Backend.tensorflow
+    # process trains on one backend only (hydra/launcher=together gives each its own).
+    backend: Backend = Backend.auto
     # Speed only, the math is the same (train=literal sets Keras's defaults): batches run per
     # call into the backend, and XLA (TensorFlow's choice: on JAX, Keras always compiles with it).
     steps_per_execution: int = bounds(100, lo=1, hi=100_000)
@@ -266,7 +290,11 @@ def _cnn_problems(model: CNNConfig) -> list[str]:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Turn a composed config into typed objects, or raise ConfigError naming every bad key."""
+    """Turn a composed config into typed objects, or raise ConfigError naming every bad key.
+    train.backend=auto is resolved, in `cfg` too: its params and hash name what trains it."""
+    if cfg.train.backend in (Backend.auto, Backend.auto.value):
+        with open_dict(cfg):
+            cfg.train.backend = resolved_backend(cfg.model.family).value
     if "hydra" in cfg:  # a sweeper's per-job config still carries Hydra's own node
         cfg = cfg.copy()
         with open_dict(cfg):
@@ -280,7 +308,7 @@ def validate(cfg: DictConfig) -> Config:
             "train.early_stopping_patience: watches val_accuracy, so it needs "
             "train.validation_split > 0"
         )
-    if typed.train.backend is Backend.jax and importlib.util.find_spec("jax") is None:
+    if typed.train.backend is Backend.jax and not jax_installed():
         problems.append(
             "train.backend=jax: JAX is not installed here; pip install -e '.[jax]' "
             "(make setup installs it)"

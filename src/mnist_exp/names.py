@@ -17,6 +17,10 @@ UI_URL_ENV = "MNIST_EXP_UI_URL"
 # =1 lets the libraries' own console output through: TensorFlow's C++ start-up lines, its
 # retracing warnings, MLflow's progress bars and run links (training.native_logs).
 LIBRARY_LOGS_ENV = "MNIST_EXP_LIBRARY_LOGS"
+# hydra/launcher=together: the local store its launching process serves to its workers, and
+# where (tracking.served_store); to the workers it is still the local store.
+SERVED_STORE_ENV = "MNIST_EXP_SERVED_STORE"
+SERVED_AT_ENV = "MNIST_EXP_SERVED_AT"
 # The address `make ui` serves the local store on.
 LOCAL_UI = "http://127.0.0.1:5000"
 # A sweep's size and start, for the jobs' progress lines (sweeps.progress).

@@ -26,7 +26,7 @@ from mnist_exp.config import validate
 from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
 from mnist_exp.sweeps import dry_run, job
-from mnist_exp.sweeps.launchers import cores_per_job, runs_in_this_process
+from mnist_exp.sweeps.launchers import cores_per_job, process_outlives_job
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
@@ -66,7 +66,7 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
     tags = confirm.job_tags(hydra_cfg.sweeper)  # a search's re-run of a trial on a new seed
     # Not through a tracking server: its outages are waited out by the job (tracking.outage),
     # which the background worker does not do yet.
-    background = runs_in_this_process(hydra_cfg.launcher) and is_local_store(typed.tracking.uri)
+    background = process_outlives_job(hydra_cfg.launcher) and is_local_store(typed.tracking.uri)
 
     def train() -> dict[str, list[float]]:
         return tracked_run.train_and_log(

@@ -64,7 +64,7 @@ def test_six_jobs_on_two_workers_are_six_finished_runs_under_one_parent(run_cli,
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
     threads = max(1, os.cpu_count() // 2)
-    assert all(f"TensorFlow threads: {threads}" in log for log in logs)
+    assert all(f"JAX threads: {threads}" in log for log in logs)
 
 
 @pytest.mark.slow

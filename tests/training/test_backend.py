@@ -57,15 +57,15 @@ def printed_json(script: str) -> dict:
 
 def test_one_backend_per_sweep():
     check_one_backend({"jax"})
-    with pytest.raises(ConfigError, match="this sweep mixes jax and tensorflow"):
+    with pytest.raises(ConfigError, match="this sweep.s jobs train on jax and tensorflow"):
         check_one_backend({"tensorflow", "jax"})
 
 
 @pytest.mark.slow
 def test_a_sweep_that_mixes_backends_is_refused_before_anything_trains(run_cli, store):
     done = run_cli("-m", "train.backend=tensorflow,jax", *TINY, *store.overrides)
-    assert_clean_error(done, "train.backend: this sweep mixes jax and tensorflow",
-                       "sweep each backend separately")  # fmt: skip
+    assert_clean_error(done, "train.backend: this sweep's jobs train on jax and tensorflow",
+                       "add hydra/launcher=together")  # fmt: skip
     assert "Training" not in done.stdout
     assert store.runs() == []
 

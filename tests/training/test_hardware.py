@@ -50,3 +50,13 @@ def test_onednn_is_turned_on_for_convolutions_on_x86_unless_the_user_chose():
     chosen = {"TF_ENABLE_ONEDNN_OPTS": "0"}
     assert hardware.onednn_setting("x86_64", chosen, convolutional=True) is None
     assert hardware.onednn_setting("aarch64", {}, convolutional=True) is None  # TF's own choice
+
+
+def test_a_dense_network_too_big_for_this_machine_is_refused_before_it_is_built():
+    # XLA's compiler aborts the process on such a model (JAX); TensorFlow raised, and now both
+    # raise before building, so only the job fails.
+    from mnist_exp.config import DenseConfig
+    from mnist_exp.training.models import build_dense
+
+    with pytest.raises(MemoryError, match=r"model.hidden=1000000000: 795,0\d\d,000,010 weights"):
+        build_dense(DenseConfig(hidden=10**9))

@@ -43,12 +43,14 @@ def check_sweep_job(cfg: Config) -> None:
 def check_one_backend(backends: set[str]) -> None:
     """Keras loads one backend per process, and a sweep's jobs share processes (Hydra's basic
     launcher runs them all in one; joblib and Ray workers run several each), so every job of a
-    sweep must ask for the same train.backend."""
+    sweep must train on the same backend; the together launcher gives each backend its own."""
     if len(backends) > 1:
         raise InvalidSweep(
-            f"train.backend: this sweep mixes {' and '.join(sorted(backends))}, but Keras "
-            "loads one backend per process and the jobs of a sweep share theirs; sweep each "
-            "backend separately (e.g. the same command once with train.backend=jax)"
+            f"train.backend: this sweep's jobs train on {' and '.join(sorted(backends))} "
+            "(train.backend=auto picks JAX for dense models and TensorFlow for the CNN), but "
+            "Keras loads one backend per process and the jobs of this launcher share theirs; "
+            "add hydra/launcher=together, which runs each backend in its own processes, or "
+            "set one train.backend for the whole sweep"
         )
 
 
@@ -69,13 +71,15 @@ def validate_sweep_job(
 def validate_sweep(
     loader: Any, sweep_config: DictConfig, batch: Iterable[Sequence[str]]
 ) -> dict[tuple[str, ...], DictConfig]:
-    """Every job of a batch validated, and all on one backend; each job's composed config."""
+    """Every job of a batch validated, and all on one backend unless the launcher gives each
+    backend its processes; each job's composed config."""
     composed, backends = {}, set()
     for overrides in batch:
         job_cfg, typed = validate_sweep_job(loader, sweep_config, overrides)
         composed[tuple(overrides)] = job_cfg
         backends.add(typed.train.backend.value)
-    check_one_backend(backends)
+    if not sweep_config.hydra.launcher.get("_target_", "").endswith(".TogetherLauncher"):
+        check_one_backend(backends)
     return composed
 
 

@@ -7,11 +7,11 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 
-def runs_in_this_process(launcher: DictConfig) -> bool:
-    """Whether the jobs of a sweep run one after another in this process (Hydra's basic
-    launcher, also under the search sweeper), where one job's logging can overlap the next's
-    training; a launcher's worker process may be stopped as soon as its job returns."""
-    return launcher.get("_target_", "").endswith(".BasicLauncher")
+def process_outlives_job(launcher: DictConfig) -> bool:
+    """Whether a job's process goes on to the next job (Hydra's basic launcher, also under the
+    search sweeper; a worker of hydra/launcher=together), so that one job's logging can overlap
+    the next's training; a joblib or Ray worker may be stopped as soon as its job returns."""
+    return launcher.get("_target_", "").endswith((".BasicLauncher", ".TogetherLauncher"))
 
 
 def jobs_at_once(n_jobs: int | None) -> int:
@@ -22,10 +22,11 @@ def jobs_at_once(n_jobs: int | None) -> int:
 
 
 def cores_per_job(launcher: DictConfig) -> int | None:
-    """The cores a job may use: what Ray reserved for it, or this machine's cores shared out
-    among the jobs joblib runs at once; None when jobs run one at a time (the backend then uses
-    them all)."""
+    """The cores a job may use: what Ray or the together launcher reserved for it, or this
+    machine's cores shared out among the jobs joblib runs at once; None when jobs run one at a
+    time (the backend then uses them all)."""
     reserved = OmegaConf.select(launcher, "ray.remote.num_cpus")  # hydra-ray-launcher
+    reserved = reserved or launcher.get("cores_per_worker")  # hydra/launcher=together
     if reserved:
         return max(1, int(reserved))
     parallel = jobs_at_once(launcher.get("n_jobs"))  # hydra-joblib-launcher

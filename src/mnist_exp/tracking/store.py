@@ -17,7 +17,7 @@ from mnist_exp.config import TrackingConfig
 from mnist_exp.tracking import outage
 from mnist_exp.tracking.health import TrackingUnavailable, check_server
 from mnist_exp.tracking.store_checks import check_sqlite_dir, check_uri, corrupt_store
-from mnist_exp.tracking.uris import is_local_store, is_server, sqlite_path
+from mnist_exp.tracking.uris import is_local_store, is_server, reached_at, sqlite_path
 from mnist_exp.training.native_logs import library_logs_wanted
 
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; this one
@@ -57,6 +57,9 @@ def open_store(uri: str) -> None:
         # alembic's migration steps: on every fresh store, nothing to act on.
         for name in ("mlflow.store.db.utils", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if reached_at(uri) != uri:  # the launching process serves it, and has opened it
+        mlflow.set_tracking_uri(reached_at(uri))
+        return
     mlflow.set_tracking_uri(uri)
     with schema_lock(uri):
         try:

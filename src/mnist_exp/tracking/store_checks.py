@@ -115,8 +115,9 @@ def corrupt_store(uri: str, err: Exception) -> TrackingUnavailable:
 
 def check_store_takes_parallel_jobs(launcher: str, uri: str) -> None:
     """Jobs that run at once, in several processes, must log through a server: writing one
-    SQLite file each, they race on its schema and fail with `database is locked`."""
-    if launcher != "basic" and is_local_store(uri):
+    SQLite file each, they race on its schema and fail with `database is locked`. The basic
+    launcher runs one job at a time; the together launcher serves the store to its workers."""
+    if launcher not in ("basic", "together") and is_local_store(uri):
         raise TrackingUnavailable(
             f"hydra/launcher={launcher} runs jobs in several processes at once, and they must "
             f"not all write one SQLite store ({uri}): they race and fail with `database is "

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from mnist_exp.names import SERVED_AT_ENV, SERVED_STORE_ENV
 
 SQLITE = "sqlite:///"
 
 
 def is_local_store(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    """A SQLite store on this machine, also when this process reaches it through the launching
+    process that serves it (tracking.served_store): that one is not a server that can go away."""
+    served = uri == os.environ.get(SERVED_AT_ENV)
+    return served or uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
 def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
+    return uri.startswith(("http://", "https://")) and not is_local_store(uri)
+
+
+def reached_at(uri: str) -> str:
+    """Where MLflow reaches `uri` from this process: the launching process's address when it
+    serves this store to its workers, else `uri` itself."""
+    return os.environ[SERVED_AT_ENV] if uri == os.environ.get(SERVED_STORE_ENV) else uri
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -79,6 +80,9 @@ def load_keras() -> None:
                 # "5 out of the last 5 calls ... triggered tf.function retracing", once a job:
                 # each job of a sweep compiles its own model's steps, as it should.
                 tf.get_logger().setLevel("ERROR")
+        elif not library_logs_wanted():
+            # "Unable to initialize backend 'tpu'", at INFO on every machine without one.
+            logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     # Keras's, its backend's and MLflow's half a million objects live as long as the process:
     # out of the collector's sight, a full collection stops taking 0.3 s, and so does the one
     # at exit (1.8 s in a process that had imported TensorFlow).

@@ -116,3 +116,21 @@ def onednn_enabled() -> bool:
         return setting.strip().lower() in ("1", "true")
     # TensorFlow's own default on x86-64 Linux (util/port.cc: IsMklEnabled).
     return bool(cpu_flags() & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"})
+
+
+# Bytes a float32 weight costs while it trains: itself, its gradient and Adam's two moments.
+TRAINING_BYTES_PER_WEIGHT = 4 * 4
+
+
+def check_memory_for(weights: int, what: str) -> None:
+    """Refuse a model that cannot train in this machine's memory, before anything allocates it:
+    TensorFlow fails such a model with ResourceExhaustedError, but XLA's CPU compiler (JAX)
+    aborts the whole process, which would end a sweep rather than one job."""
+    import psutil
+
+    needed, total = weights * TRAINING_BYTES_PER_WEIGHT, psutil.virtual_memory().total
+    if needed > total:
+        raise MemoryError(
+            f"{what}: {weights:,} weights need about {needed / 2**30:,.0f} GiB to train, more "
+            f"than this machine's {total / 2**30:,.0f} GiB of memory"
+        )

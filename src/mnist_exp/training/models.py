@@ -13,6 +13,7 @@ from mnist_exp.config import (
     DenseConfig,
     ModelConfig,
 )
+from mnist_exp.training.hardware import check_memory_for
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
@@ -23,8 +24,16 @@ def softmax_output() -> layers.Layer:
     return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")
 
 
+def dense_weights(cfg: DenseConfig) -> int:
+    """The dense network's weights and biases, counted before any is allocated."""
+    inputs, hidden, layers_ = IMAGE_SIZE * IMAGE_SIZE, cfg.hidden, cfg.layers
+    return (inputs + 1) * hidden + (layers_ - 1) * (hidden + 1) * hidden + (hidden + 1) * 10
+
+
 def build_dense(cfg: DenseConfig) -> keras.Model:
     """The tutorial's network: Flatten -> Dense(hidden, relu) x layers -> Dense(10, softmax)."""
+    # A width with zeros too many must fail this job, not abort the process (XLA does, on JAX).
+    check_memory_for(dense_weights(cfg), f"model.hidden={cfg.hidden}")
     stack = [keras.Input(INPUT_SHAPE), layers.Flatten()]
     for _ in range(cfg.layers):
         stack.append(layers.Dense(cfg.hidden, activation=cfg.activation.value))

@@ -1,0 +1,264 @@
+"""hydra/launcher=together: a sweep of small jobs (seeds above all) fills the machine.
+
+One worker process per core, each with one thread, takes jobs from a shared queue until none are
+left. A worker keeps its process from job to job, so Python, Keras and its backend start once,
+the prepared data stays in memory (training.data) and the compiled steps come from JAX's
+compilation cache; each job's figures and model are logged on its worker's logging thread while
+the next job trains. On a CPU, one small model per core beats both threads and `jax.vmap`-ed
+members (bench/RESULTS.md): at this size a second thread or a stacked model adds about as much
+work as it shares.
+
+The workers hand their logging to this process, which alone writes a local SQLite store: it
+serves the store to them over 127.0.0.1 (tracking.served_store), so no tracking server is
+started. Every job is still its own complete run, skipped when finished and resumed after a
+kill, as with any launcher.
+
+Jobs that cannot share a worker run after the others, one at a time, with a line saying why: a
+job that asks for more threads than a worker has, and a job on another Keras backend than the
+first job's (a process runs Keras on one backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext
+from omegaconf import DictConfig, open_dict
+
+from mnist_exp.config import validate
+from mnist_exp.tracking import background
+from mnist_exp.tracking.served_store import served
+from mnist_exp.tracking.uris import is_local_store
+
+log = logging.getLogger("mnist_exp")
+
+
+@dataclass
+class TogetherLauncherConf:
+    _target_: str = "hydra_plugins.mnist_exp_sweeper.together_launcher.TogetherLauncher"
+    # Worker processes; null: one per core.
+    workers: int | None = None
+    # Filled in for each job by the launcher: its worker's threads (sweeps.launchers).
+    cores_per_worker: int | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="together", node=TogetherLauncherConf, provider="mnist_exp"
+)
+
+
+@dataclass
+class Group:
+    """Jobs run by one set of workers: on one backend, each worker with `threads` threads."""
+
+    backend: str
+    threads: int | None  # None: the backend's default, every core
+    workers: int
+    jobs: list[tuple[int, DictConfig]] = field(default_factory=list)
+
+
+def plan(jobs: list[tuple[int, DictConfig]], workers: int, cores: int) -> list[Group]:
+    """The jobs that go together first, in single-threaded workers (or fewer threads), then the
+    ones that cannot, one at a time; a line for each of those saying why."""
+    together: dict[str, list] = {}
+    alone: list[Group] = []
+    first_backend = None
+    for idx, job_cfg in jobs:
+        typed = validate(job_cfg)
+        backend = typed.train.backend.value
+        first_backend = first_backend or backend
+        wants = typed.train.threads
+        share = max(1, cores // max(1, min(workers, len(jobs))))
+        if wants and wants > share:
+            log.info("Job #%d runs alone after the others: train.threads=%d is more than a "
+                     "worker's %d", idx, wants, share)  # fmt: skip
+            alone.append(Group(backend, wants, 1, [(idx, job_cfg)]))
+        else:
+            together.setdefault(backend, []).append((idx, job_cfg))
+    groups = []
+    for backend, members in together.items():
+        if backend != first_backend:
+            log.info("%d job(s) on %s run after the %s ones: a process runs Keras on one "
+                     "backend", len(members), backend, first_backend)  # fmt: skip
+        n = max(1, min(workers, len(members)))
+        groups.append(Group(backend, max(1, cores // n) if n > 1 else None, n, members))
+    return groups + alone
+
+
+class TogetherLauncher(Launcher):
+    def __init__(self, workers: int | None = None, cores_per_worker: int | None = None) -> None:
+        self.workers = workers
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: Any, config: DictConfig):
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        cores = os.cpu_count() or 1
+        if self.workers is not None and self.workers < 1:
+            from mnist_exp.sweeps.job import InvalidSweep
+
+            raise InvalidSweep(f"hydra.launcher.workers={self.workers}: must be >= 1")
+        jobs = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            job_cfg = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
+            with open_dict(job_cfg):
+                job_cfg.hydra.job.id = f"{job_cfg.hydra.job.name}_{idx}"
+                job_cfg.hydra.job.num = idx
+            jobs.append((idx, job_cfg))
+        groups = plan(jobs, self.workers or cores, cores)
+        # Only what run_job uses of the context: the loader holds this sweep's sweeper.
+        context = HydraContext(config_loader=None, callbacks=self.hydra_context.callbacks)
+        uri, artifacts = self.config.tracking.uri, self.config.tracking.get("artifact_location")
+        returns: dict[int, JobReturn] = {}
+        with served(uri, artifacts) if is_local_store(uri) else _nothing():
+            for group in groups:
+                log.info("%d job(s) on %d worker(s), %s thread(s) each, Keras on %s",
+                         len(group.jobs), group.workers, group.threads or "all",
+                         group.backend)  # fmt: skip
+                returns.update(run_group(group, context, self.task_function, Singleton.get_state()))
+        return [returns[idx] for idx, _ in jobs]
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def run_group(group: Group, context: HydraContext, task_function: Any, state: dict) -> dict:
+    """Run a group's jobs on its workers; each job's JobReturn by its number."""
+    import cloudpickle
+
+    spawn = multiprocessing.get_context("spawn")  # a fresh process: Keras loads its backend
+    tasks, results = spawn.Queue(), spawn.Queue()
+    for idx, job_cfg in group.jobs:
+        with open_dict(job_cfg):
+            job_cfg.hydra.launcher.cores_per_worker = group.threads
+        tasks.put((idx, cloudpickle.dumps(job_cfg)))
+    for _ in range(group.workers):
+        tasks.put(None)
+    payload = cloudpickle.dumps((context, task_function, state))
+    workers = [
+        spawn.Process(target=work, args=(payload, tasks, results, os.getpid()), daemon=False)
+        for _ in range(group.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    returns: dict[int, JobReturn] = {}
+    running: dict[int, int] = {}  # worker pid -> its job
+    configs = dict(group.jobs)
+    try:
+        while len(returns) < len(group.jobs):
+            try:
+                kind, pid, idx, pickled = results.get(timeout=0.5)
+            except queue.Empty:
+                lost = [w for w in workers if not w.is_alive() and w.exitcode != 0]
+                for worker in lost:
+                    workers.remove(worker)
+                    if (idx := running.pop(worker.pid, None)) is not None:
+                        returns[idx] = lost_job(idx, configs[idx], worker)
+                if not any(w.is_alive() for w in workers):
+                    for idx in set(configs) - set(returns):
+                        returns[idx] = lost_job(idx, configs[idx], None)
+                continue
+            if kind == "started":
+                running[pid] = idx
+            else:
+                running.pop(pid, None)
+                returns[idx] = cloudpickle.loads(pickled)
+        for worker in workers:
+            worker.join()  # after its logging thread is done
+    except BaseException:
+        for worker in workers:
+            if worker.is_alive():  # they had the Ctrl-C too; a kill ends their runs as KILLED
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.join(timeout=30)
+        raise
+    return returns
+
+
+def lost_job(idx: int, job_cfg: DictConfig, worker: Any) -> JobReturn:
+    """What a job whose worker died before it ended returns: NaN, as a failed job does."""
+    how = f"worker {worker.pid} died (exit code {worker.exitcode})" if worker else "no worker left"
+    log.error("Job #%d did not finish: %s; the same command again continues it", idx, how)
+    ret = JobReturn(overrides=list(job_cfg.hydra.overrides.task), cfg=job_cfg)
+    ret.status, ret.return_value = JobStatus.COMPLETED, float("nan")
+    return ret
+
+
+def work(payload: bytes, tasks: Any, results: Any, parent: int) -> None:
+    """A worker: jobs from `tasks` until the None meant for it; then its logging is finished."""
+    import cloudpickle
+
+    try:
+        context, task_function, state = cloudpickle.loads(payload)
+        stop_when_orphaned(parent)
+        setup_globals()
+        Singleton.set_state(state)
+        take_jobs(context, task_function, tasks, results)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or a kill: the run in progress is recorded KILLED, the rest is said
+    background.flush()
+
+
+def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: Any) -> None:
+    import cloudpickle
+
+    while (task := tasks.get()) is not None:
+        idx, job_cfg = task[0], cloudpickle.loads(task[1])
+        results.put(("started", os.getpid(), idx, None))
+        HydraConfig.instance().set_config(job_cfg)
+        ret = run_job(
+            hydra_context=context,
+            task_function=task_function,
+            config=job_cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        try:
+            pickled = cloudpickle.dumps(ret)
+        except Exception:  # an exception that cannot cross processes: its text can
+            ret.return_value = RuntimeError(str(ret._return_value))
+            pickled = cloudpickle.dumps(ret)
+        results.put(("done", os.getpid(), idx, pickled))
+
+
+def stop_when_orphaned(parent: int) -> None:
+    """A worker whose launching process died (kill -9) stops as a `kill` stops a run: its run
+    ends KILLED, to be resumed by the same command again."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mnist-exp-orphan-watch", daemon=True).start()

@@ -1,0 +1,58 @@
+"""A local SQLite store served by this process to its own worker processes, so that one process
+alone writes the file while several train at once.
+
+SQLite takes one writer at a time, and processes that open a store together race on its schema
+(store.schema_lock); an `mlflow server` in front of it costs a process and seconds to start.
+MLflow's own tracking app, in a thread of the launching process on 127.0.0.1, does the same job
+with neither. Workers learn of it from two environment variables; to them the served store is
+still the local store (tracking.uris), so links, logging and checks behave as for SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+
+from mnist_exp.names import SERVED_AT_ENV, SERVED_STORE_ENV
+from mnist_exp.tracking.loopback import HOST
+
+log = logging.getLogger(__name__)
+
+# What `mlflow server` hands its app through the environment (mlflow.server._run_server).
+_BACKEND_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
+_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+
+
+@contextlib.contextmanager
+def served(uri: str, artifact_root: str | None) -> Iterator[str]:
+    """Serve the store at `uri` on 127.0.0.1 while the block runs; its address. Processes started
+    inside the block (they inherit the environment) log to `uri` through it."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    os.environ[_BACKEND_STORE_ENV] = uri
+    if artifact_root:
+        os.environ[_ARTIFACT_ROOT_ENV] = artifact_root
+    with warnings.catch_warnings():  # Starlette's deprecation of a module MLflow imports
+        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+        from mlflow.server import app  # reads the variables above when it is first imported
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:  # one line per request otherwise
+            pass
+
+    server = make_server(HOST, 0, app, threaded=True, request_handler=Quiet)
+    address = f"http://{HOST}:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, name="mnist-exp-store", daemon=True)
+    thread.start()
+    os.environ[SERVED_STORE_ENV], os.environ[SERVED_AT_ENV] = uri, address
+    try:
+        yield address
+    finally:
+        for name in (SERVED_STORE_ENV, SERVED_AT_ENV, _BACKEND_STORE_ENV, _ARTIFACT_ROOT_ENV):
+            os.environ.pop(name, None)
+        server.shutdown()
+        thread.join(timeout=10)
