@@ -16,6 +16,11 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def is_database_server(uri: str) -> bool:
+    """A database MLflow reaches over the network (PostgreSQL, MySQL, SQL Server)."""
+    return urlsplit(uri).scheme.lower().split("+")[0] in ("postgresql", "mysql", "mssql")
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI; None for any other store."""
     return Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else None
