@@ -22,6 +22,13 @@ LOCAL_UI = "http://127.0.0.1:5000"
 # A sweep's size and start, for the jobs' progress lines (sweeps.progress).
 SWEEP_JOBS_ENV = "MNIST_EXP_SWEEP_JOBS"
 SWEEP_START_ENV = "MNIST_EXP_SWEEP_START"
+# How long a tracking server may be away before a run gives up on it, in seconds (90 unset).
+SERVER_PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
+# The server this process (and the launcher workers it starts) has reached: from then on, its
+# being away is an outage to wait out, not a typo (tracking.outage).
+SERVER_SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
+# MLflow's own variables (MLFLOW_HTTP_REQUEST_MAX_RETRIES, ..._TIMEOUT, MLFLOW_TRACKING_URI)
+# keep MLflow's meaning: we give them defaults, never read them for state of our own.
 # MLflow's tag that makes a run a child of a sweep's parent run.
 PARENT_TAG = "mlflow.parentRunId"
 # A run's description in the MLflow UI.
