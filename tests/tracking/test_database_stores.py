@@ -124,3 +124,9 @@ def test_the_right_password_passes_the_check(password_postgres):
     port = password_postgres
     check_database(f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/mlflow")
     check_database(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/mlflow?connect_timeout=5")
+
+
+def test_a_host_that_does_not_exist_is_named():
+    with pytest.raises(TrackingUnavailable) as refused:
+        check_database("postgresql://u@no-such-host.invalid:5432/db", timeout=5)
+    assert "the host no-such-host.invalid cannot be found" in str(refused.value)

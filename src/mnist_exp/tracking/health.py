@@ -67,6 +67,11 @@ def check_database(uri: str, timeout: float = 10.0) -> None:
     if url.host and port:
         try:
             socket.create_connection((url.host, port), timeout=timeout).close()
+        except socket.gaierror as err:
+            raise TrackingUnavailable(
+                f"{where}: the host {url.host} cannot be found ({err.strerror or err}). Fix the "
+                "host in tracking.uri."
+            ) from None
         except OSError as err:
             reason = err.strerror or str(err) or type(err).__name__
             raise TrackingUnavailable(
@@ -93,12 +98,15 @@ def refused(where: str, address: str, url, err: BaseException) -> TrackingUnavai
     # line per address it tried; the reason is the last one's.
     lines = [line for line in text.splitlines() if line.strip()] or [type(err).__name__]
     reason = lines[-1].rpartition(" failed: ")[2].removeprefix("FATAL:").strip()
+    refusal = f"{where}: the database at {address} refused the connection ({reason})."
     if code == MYSQL_NO_DATABASE or ("database" in reason and "does not exist" in reason):
-        fix = (f"Create it (CREATE DATABASE {url.database}) or fix the database name in "
-               "tracking.uri.")  # fmt: skip
-    elif code in MYSQL_LOGIN_CODES or any(words in reason.lower() for words in LOGIN_REFUSED):
-        fix = "Fix the user and password in tracking.uri (DIALECT://USER:PASSWORD@HOST:PORT/DB)."
-    else:
-        fix = "See the database server's log, or point tracking.uri at another store."
-    return TrackingUnavailable(f"{where}: the database at {address} refused the connection "
-                               f"({reason}). {fix}")  # fmt: skip
+        return TrackingUnavailable(f"{refusal} Create it (CREATE DATABASE {url.database}) or "
+                                   "fix the database name in tracking.uri.")  # fmt: skip
+    if code in MYSQL_LOGIN_CODES or any(words in reason.lower() for words in LOGIN_REFUSED):
+        return TrackingUnavailable(f"{refusal} Fix the user and password in tracking.uri "
+                                   "(DIALECT://USER:PASSWORD@HOST:PORT/DB).")  # fmt: skip
+    return TrackingUnavailable(
+        f"{where}: connecting to the database at {address} failed ({reason}). Check that a "
+        f"{url.get_backend_name()} server listens there, and its log; or point tracking.uri at "
+        "another store."
+    )
