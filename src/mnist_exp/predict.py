@@ -93,6 +93,8 @@ def read_image(path: Path) -> np.ndarray:
             # A JPEG is decoded at a reduced scale straight away (Pillow's draft mode).
             image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
             image.load()
+        except Image.DecompressionBombError:  # a frame larger than the header said (ICO, ICNS)
+            fail(too_large(path, f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx"))
         except (OSError, SyntaxError, EOFError, ValueError) as err:
             fail(f"{path}: the image cannot be decoded ({err}): the file is truncated or "
                  "damaged; export or copy it again")  # fmt: skip
