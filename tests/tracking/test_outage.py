@@ -142,3 +142,30 @@ def test_mlflow_retries_a_user_set_to_zero_change_nothing_in_how_a_sweep_ends(
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
     assert Path(summary).read_text().startswith(f"Sweep FINISHED (parent run {parent.info.run_id})")
+
+
+def test_a_request_not_retried_still_gets_the_rest_of_the_patience(monkeypatch):
+    """With the user's MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 a request fails at once; the server
+    still gets our patience before the run gives up on it (and with our own retry settings,
+    which outlast the patience, nothing more is waited)."""
+    import mlflow
+
+    from mnist_exp.tracking import outage
+
+    monkeypatch.setattr(outage, "_given_up_on", None)  # restored after: this process goes on
+    monkeypatch.setenv("MNIST_EXP_SERVER_PATIENCE", "4")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    try:
+        waited = {}
+        for retries in ("0", outage.retry_settings()["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]):
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            started = time.monotonic()
+            lost = outage.lost_server(ConnectionError("a request that failed"))
+            waited[retries] = time.monotonic() - started
+            assert isinstance(lost, outage.TrackingServerLost), lost
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert 3.5 < waited["0"] < 15, waited
+    assert waited["3"] < 2, waited  # ceil(log2(4 + 2)) retries: 6 s of MLflow's own, > 4
