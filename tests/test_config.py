@@ -81,6 +81,16 @@ def test_environment_variables_relocate_store_and_cache(monkeypatch, tmp_path):
     assert cfg.data.cache_dir == str(tmp_path)
 
 
+def test_mlflow_experiment_name_keeps_its_meaning(monkeypatch):
+    """MLflow logs to MLFLOW_EXPERIMENT_NAME when no experiment is chosen: so do we, and an
+    override still chooses."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert validate(compose_config()).tracking.experiment == "mnist"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "digits-team")
+    assert validate(compose_config()).tracking.experiment == "digits-team"
+    assert validate(compose_config("tracking.experiment=mine")).tracking.experiment == "mine"
+
+
 # Hydra refuses these while composing: wrong type, unknown key, unknown choice or group.
 COMPOSE_ERRORS = [
     ("model.hidden=abc", "model.hidden"),

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
+import struct
+import subprocess
+import sys
+import time
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from mnist_exp.predict import mnist_like
-from tests.helpers import LIBRARY_LINES
+from tests.helpers import LIBRARY_LINES, cli_env
 
 
 def upscaled(digit: np.ndarray, dark_on_light: bool) -> Image.Image:
@@ -162,3 +168,95 @@ def test_bad_input_is_one_clear_line(run_tool, store, tmp_path, args, message, m
 def test_unknown_model_is_one_clear_line(run_tool, tiny_sweep, uri, reason):
     done = run_tool("predict", "--model", uri, "--test-index", "0", store=tiny_sweep)
     assert_one_line_error(done, f"cannot load model '{uri}': {reason}")
+
+
+def png(path, width: int, height: int, bar: tuple[int, int, int, int] | None = None) -> None:
+    """A valid grayscale PNG of any size, black with an optional white bar (left, top, right,
+    bottom) for a digit, written row by row: a 12000x12000 one costs this test 140 kB, not the
+    144 MB it decodes to."""
+    left, top, right, bottom = bar or (0, 0, 0, 0)
+    blank = b"\0" + b"\0" * width
+    inked = b"\0" + b"\0" * left + b"\xff" * (right - left) + b"\0" * (width - right)
+    packer = zlib.compressobj(6)
+    data = b"".join(packer.compress(inked if top <= y < bottom else blank) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", data + packer.flush()) + chunk(b"IEND", b""))  # fmt: skip
+
+
+# Runs a command and writes its peak memory (kB) to a file. A small process of its own: a child
+# forked from pytest would count pytest's memory as its own (Linux keeps the high-water mark
+# across exec).
+PEAK_OF = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(module: str, *args: str, cwd, env) -> tuple[int, str, str, float, int]:
+    """`python -m MODULE ARGS`: its exit code, stdout, stderr, seconds, and peak memory in MB."""
+    peak = cwd / "peak_kb.txt"
+    started = time.monotonic()
+    command = [sys.executable, "-c", PEAK_OF, str(peak), sys.executable, "-m", module, *args]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    return done.returncode, done.stdout, done.stderr, seconds, int(peak.read_text()) // 1024
+
+
+# Measured on 2 cores of an AMD EPYC (Zen 4): these commands peak at 185 MB (Python, numpy,
+# Pillow and our imports) when they refuse a file, and at 205 MB on a 4096x4096 grayscale scan
+# (390 MB before it was reduced first); a 12000x12000 image took 1.9 GB before the limit.
+PEAK_MB = 300
+
+
+@pytest.mark.slow  # 6 commands, ~8 s
+@pytest.mark.parametrize("tool", ["predict", "serve"])
+def test_a_bomb_a_huge_and_a_truncated_image_are_each_one_line_in_bounded_memory(
+    tool, tmp_path, mnist_dir
+):
+    png(tmp_path / "bomb.png", 20000, 10000)  # 200 Mpx: Pillow's own check raises
+    png(tmp_path / "huge.png", 12000, 12000)  # 144 Mpx: Pillow only warns, and decodes it
+    png(tmp_path / "digit.png", 200, 200, bar=(90, 40, 110, 160))
+    whole = (tmp_path / "digit.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    limit = "more than the 4096x4096 (16.8 Mpx) an image may have (MNIST's digits are 28x28)"
+    cases = {
+        "bomb.png": f"bomb.png: its header announces over 179 Mpx, {limit}",
+        "huge.png": f"huge.png: its header announces 12000x12000 pixels, {limit}",
+        "truncated.png": "truncated.png: the image cannot be decoded (image file is truncated)",
+    }
+    for name, message in cases.items():
+        # An unknown model: the file is refused before any model could be loaded.
+        if tool == "predict":
+            args = ["--model", "runs:/0123abc/model", "--image", name]
+        else:
+            args = ["--request", name]
+        code, out, err, seconds, peak = run_measured(f"mnist_exp.{tool}", *args, cwd=tmp_path,
+                                                     env=cli_env(mnist_dir))  # fmt: skip
+        assert code == 1, err
+        assert out == "" and len(err.splitlines()) == 1, err
+        assert err.startswith(f"error: {message}"), err
+        assert seconds < 20, (name, seconds)  # no TensorFlow, no model: ~2 s here
+        assert peak < PEAK_MB, (name, peak)
+
+
+def test_an_image_at_the_limit_is_read_in_bounded_memory(tmp_path, mnist_dir):
+    """4096x4096, the largest allowed: its digit is found, in a fraction of the memory."""
+    png(tmp_path / "scan.png", 4096, 4096, bar=(1900, 800, 2200, 3000))
+    code, out, err, _, peak = run_measured("mnist_exp.serve", "--request", "scan.png",
+                                           cwd=tmp_path, env=cli_env(mnist_dir))  # fmt: skip
+    assert code == 0, err
+    (image,) = np.asarray(json.loads(out)["inputs"])[..., 0]
+    columns = np.nonzero(image.max(axis=0) > 0.5)[0]
+    rows = np.nonzero(image.max(axis=1) > 0.5)[0]
+    assert len(rows) == 20 and 2 <= len(columns) <= 4, (rows, columns)  # the bar, 20 high
+    assert peak < PEAK_MB, peak

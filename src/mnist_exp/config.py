@@ -227,7 +227,8 @@ class TrackingConfig:
     uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///${project_root:}/mlruns/mlflow.db}"
     # Where a local store keeps new experiments' artifacts; a server decides for itself.
     artifact_location: str | None = "${project_root:}/mlruns/artifacts"
-    experiment: str = "mnist"
+    # MLflow's experiment; MLFLOW_EXPERIMENT_NAME, as MLflow reads it, when set.
+    experiment: str = "${oc.env:MLFLOW_EXPERIMENT_NAME,mnist}"
     misclassified_tiles: int = bounds(25, lo=1, hi=100)  # tiles in misclassified.png
     # In a sweep, a job whose config already has a FINISHED run here is skipped unless true;
     # and a run whose last try was KILLED or FAILED resumes from its checkpoint unless true.

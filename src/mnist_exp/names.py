@@ -2,6 +2,10 @@
 
 A leaf: it imports nothing of ours, so that the lowest layers can use a name that a higher one
 defines the meaning of (a sweep's parent run, a search's trial) without importing it.
+
+Our own state and settings live in MNIST_EXP_* variables. MLflow's own (MLFLOW_TRACKING_URI,
+MLFLOW_EXPERIMENT_NAME, MLFLOW_HTTP_REQUEST_*) keep the meaning MLflow documents: we may give
+them defaults, and never read them for state of ours.
 """
 
 # What a sweeper maximises; the test set never decides anything in a search.
@@ -26,6 +30,11 @@ LOCAL_UI = "http://127.0.0.1:5000"
 # A sweep's size and start, for the jobs' progress lines (sweeps.progress).
 SWEEP_JOBS_ENV = "MNIST_EXP_SWEEP_JOBS"
 SWEEP_START_ENV = "MNIST_EXP_SWEEP_START"
+# How long a tracking server may be away before a run gives up on it, in seconds (90 unset).
+SERVER_PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
+# The server this process (and the launcher workers it starts) has reached: from then on, its
+# being away is an outage to wait out, not a typo (tracking.outage).
+SERVER_SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
 # MLflow's tag that makes a run a child of a sweep's parent run.
 PARENT_TAG = "mlflow.parentRunId"
 # A run's description in the MLflow UI.

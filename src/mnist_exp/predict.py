@@ -6,7 +6,8 @@ python -m mnist_exp.predict --model runs:/<run id>/model --test-index 0
 
 Any MLflow model URI works. An image of any size or colour is made to look like MNIST: grayscale,
 white digit on black (a dark-on-light scan is inverted), the digit scaled to fit a 20x20 box and
-placed by its centre of mass in the 28x28 frame, as MNIST's digits were.
+placed by its centre of mass in the 28x28 frame, as MNIST's digits were. An image over
+MAX_PIXELS (4096x4096) is refused from its header, before anything is decoded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,15 @@ DIGIT_BOX = 20  # MNIST's digits fit in 20x20, centred by mass in 28x28
 INK = 0.2  # of the darkest-to-lightest range: fainter pixels (paper texture) don't widen the box
 # What a folder given to --image is searched for (other files there, like notes, are left alone).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# The most pixels an image may have, read from its header before anything is decoded: a phone's
+# 12 Mpx photo fits, while a file whose header announces 20000x10000 (a decompression bomb, or
+# a scan far larger than one digit needs) would take gigabytes to decode. Pillow's own check
+# (Image.MAX_IMAGE_PIXELS) only warns below 179 Mpx.
+MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
+# What an image is reduced to before its digit is looked for: the digit ends up 20x20 anyway,
+# and numpy's float copies of a 16 Mpx photo would take over a gigabyte.
+WORK_SIDE = 1024
 
 
 def mnist_like(image: Image.Image) -> np.ndarray:
@@ -66,12 +77,37 @@ def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         fail(f"{path}: no such file")
     try:
-        with Image.open(path) as image:
-            return mnist_like(image)
+        with warnings.catch_warnings():
+            # Pillow warns of images over 89 Mpx; ours is the lower limit, checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError:
+        fail(too_large(path, f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx"))
     except UnidentifiedImageError:
         fail(f"{path}: not an image file Pillow can read")
-    except ValueError as err:
-        fail(f"{path}: {err}")
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            fail(too_large(path, f"{width}x{height} pixels"))
+        try:
+            # A JPEG is decoded at a reduced scale straight away (Pillow's draft mode).
+            image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+            image.load()
+        except Image.DecompressionBombError:  # a frame larger than the header said (ICO, ICNS)
+            fail(too_large(path, f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx"))
+        except (OSError, SyntaxError, EOFError, ValueError) as err:
+            fail(f"{path}: the image cannot be decoded ({err}): the file is truncated or "
+                 "damaged; export or copy it again")  # fmt: skip
+        try:
+            return mnist_like(image)
+        except ValueError as err:
+            fail(f"{path}: {err}")
+
+
+def too_large(path: Path, size: str) -> str:
+    return (f"{path}: its header announces {size}, more than the {MAX_SIDE}x{MAX_SIDE} "
+            f"({MAX_PIXELS / 1e6:.1f} Mpx) an image may have (MNIST's digits are 28x28): crop "
+            "it to the digit or shrink it")  # fmt: skip
 
 
 def image_files(paths: list[Path]) -> list[Path]:

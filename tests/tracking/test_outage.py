@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -117,3 +118,54 @@ def test_a_long_outage_ends_the_sweep_in_one_line_and_a_rerun_finishes_it(
                                                            for r in runs]  # fmt: skip
     finished = [r for r in runs if r.info.status == "FINISHED" and "model.hidden" in r.data.params]
     assert sorted(int(r.data.params["model.hidden"]) for r in finished) == [8, 16]
+
+
+def test_mlflow_retries_a_user_set_to_zero_change_nothing_in_how_a_sweep_ends(
+    store, tmp_path, mnist_dir
+):
+    """MLflow's own variables keep MLflow's meaning. MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 once
+    read as "we gave up on the server": the sweep skipped its summary, left its parent run
+    RUNNING and exited without its exit handlers."""
+    short = [arg if not arg.startswith("train.epochs=") else "train.epochs=1" for arg in SWEEP]
+    with tracking_server(store.root) as uri:
+        done = subprocess.run(
+            [sys.executable, "-m", "mnist_exp.run", *short, f"hydra.sweep.dir={tmp_path}/multirun"],
+            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600,
+            env=cli_env(mnist_dir, {"MLFLOW_TRACKING_URI": uri,
+                                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}),
+        )  # fmt: skip
+        client = MlflowClient(uri)
+        parent, children = parent_and_children(runs_in(client))
+        summary = client.download_artifacts(parent.info.run_id, "sweep_summary.txt", str(tmp_path))
+    assert done.returncode == 0, done.stdout
+    assert "Sweep FINISHED" in done.stdout and "2 finished, 0 failed" in done.stdout, done.stdout
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert Path(summary).read_text().startswith(f"Sweep FINISHED (parent run {parent.info.run_id})")
+
+
+def test_a_request_not_retried_still_gets_the_rest_of_the_patience(monkeypatch):
+    """With the user's MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 a request fails at once; the server
+    still gets our patience before the run gives up on it (and with our own retry settings,
+    which outlast the patience, nothing more is waited)."""
+    import mlflow
+
+    from mnist_exp.tracking import outage
+
+    monkeypatch.setattr(outage, "_given_up_on", None)  # restored after: this process goes on
+    monkeypatch.setenv("MNIST_EXP_SERVER_PATIENCE", "4")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    try:
+        waited = {}
+        for retries in ("0", outage.retry_settings()["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]):
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            started = time.monotonic()
+            lost = outage.lost_server(ConnectionError("a request that failed"))
+            waited[retries] = time.monotonic() - started
+            assert isinstance(lost, outage.TrackingServerLost), lost
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert 3.5 < waited["0"] < 15, waited
+    assert waited["3"] < 2, waited  # ceil(log2(4 + 2)) retries: 6 s of MLflow's own, > 4

@@ -18,21 +18,20 @@ import os
 import sys
 import time
 
+from mnist_exp.names import SERVER_PATIENCE_ENV, SERVER_SEEN_ENV
 from mnist_exp.tracking.health import TrackingUnavailable, check_server, health_problem
 from mnist_exp.tracking.uris import is_server
 
 log = logging.getLogger(__name__)
 
-# How long a server may be away before the run gives up on it: 90 s, or this many seconds.
-PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
 DEFAULT_PATIENCE_SECONDS = 90
 
 
 def patience_seconds() -> int:
-    value = os.environ.get(PATIENCE_ENV, str(DEFAULT_PATIENCE_SECONDS))
+    value = os.environ.get(SERVER_PATIENCE_ENV, str(DEFAULT_PATIENCE_SECONDS))
     if not value.isdigit() or int(value) == 0:
         raise TrackingUnavailable(
-            f"{PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0"
+            f"{SERVER_PATIENCE_ENV}={value!r}: expected a whole number of seconds > 0"
         )
     return int(value)
 
@@ -51,11 +50,6 @@ def retry_settings() -> dict[str, str]:
     }
 
 
-# Set once a process has reached the server: from then on (in this process and the launcher's
-# workers, which inherit it) the server being away is an outage to wait out, not a typo.
-SEEN_ENV = "MNIST_EXP_SERVER_SEEN"
-
-
 class TrackingServerLost(TrackingUnavailable):
     """The tracking server went away mid-run for longer than its patience."""
 
@@ -69,7 +63,9 @@ class TrackingServerLost(TrackingUnavailable):
 
 
 def retry_patiently(uri: str) -> None:
-    """MLflow's retry settings for `uri`, unless the user set their own."""
+    """MLflow's retry settings for `uri`, unless the user set their own: theirs keep MLflow's
+    meaning (MLFLOW_HTTP_REQUEST_MAX_RETRIES=0, no retry of a failed request), and our patience
+    still bounds our own waits for the server (before a run, between epochs, before logging)."""
     if is_server(uri):
         for name, value in retry_settings().items():
             os.environ.setdefault(name, value)
@@ -96,9 +92,9 @@ class _QuietWhileAway(logging.Filter):
 def wait_for_server(uri: str) -> None:
     """Return once the server at `uri` answers. One this process has not used yet fails at once
     (a typo, a server not started); one it has used gets patience_seconds() to come back."""
-    if os.environ.get(SEEN_ENV) != uri:
+    if os.environ.get(SERVER_SEEN_ENV) != uri:
         check_server(uri)
-        os.environ[SEEN_ENV] = uri
+        os.environ[SERVER_SEEN_ENV] = uri
         return
     while still_away(uri, "waiting for it"):
         time.sleep(2)
@@ -139,16 +135,24 @@ def still_away(uri: str, meanwhile: str) -> bool:
     return True
 
 
+# The server this process gave up on; its own state, never read from MLflow's variables (a
+# user's MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 once left every sweep's parent run RUNNING).
+_given_up_on: str | None = None
+
+
 def given_up(uri: str, problem: str) -> TrackingServerLost:
-    """The error to stop with; every MLflow request after it fails at once, so that nothing
-    (ending the run, the sweep's summary, MLflow's own exit handler) waits out its retries."""
+    """The error to stop with. Every MLflow request after it fails at once (MLflow's own
+    setting, for what is left of this process), so that nothing (ending the run, the sweep's
+    summary, MLflow's exit handler) waits out its retries."""
+    global _given_up_on
+    _given_up_on = uri
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     return TrackingServerLost(uri, problem)
 
 
 def lost_server(err: BaseException) -> TrackingServerLost | None:
-    """What to raise instead of `err` when it happened because the server went away: MLflow
-    has already retried the request for about 2 minutes by then."""
+    """What to raise instead of `err` when it happened because the server went away (None when
+    the server answers, or comes back within its patience: then `err` is the run's own)."""
     import mlflow
 
     if isinstance(err, TrackingServerLost):
@@ -157,11 +161,39 @@ def lost_server(err: BaseException) -> TrackingServerLost | None:
     if not is_server(uri) or not isinstance(err, Exception):
         return None
     problem = health_problem(uri)
-    return None if problem is None else given_up(uri, problem)
+    if problem is None:
+        return None
+    # MLflow has already retried the failed request; with our settings for longer than the
+    # patience, with a user's own fewer retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES=0: none) for
+    # less, and then the rest of the patience is waited here, as for any outage.
+    deadline = time.monotonic() + patience_seconds() - mlflow_retry_seconds()
+    if time.monotonic() < deadline:
+        log.warning("MLflow server %s is not answering (%s); waiting for it, for up to %ds",
+                    uri, problem, deadline - time.monotonic())  # fmt: skip
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        problem = health_problem(uri, timeout=2)
+        if problem is None:
+            log.info("MLflow server %s is back", uri)
+            return None
+    return given_up(uri, problem)
+
+
+def mlflow_retry_seconds() -> float:
+    """How long MLflow retries a request that cannot connect, from its own settings (theirs or
+    ours) as it reads them: urllib3 waits factor * 2**(k-1) s, at most 120, before retry k > 1."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    )
+
+    factor = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
+    retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    return sum(min(120.0, factor * 2 ** (k - 1)) for k in range(2, retries + 1))
 
 
 def has_given_up() -> bool:
-    return os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") == "0"
+    return _given_up_on is not None
 
 
 def exit_now(code: int) -> None:

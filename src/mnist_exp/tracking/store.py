@@ -15,9 +15,15 @@ from omegaconf import DictConfig
 
 from mnist_exp.config import TrackingConfig
 from mnist_exp.tracking import outage
-from mnist_exp.tracking.health import TrackingUnavailable, check_server
+from mnist_exp.tracking.health import TrackingUnavailable, check_database, check_server
 from mnist_exp.tracking.store_checks import check_sqlite_dir, check_uri, corrupt_store
-from mnist_exp.tracking.uris import is_local_store, is_server, reached_at, sqlite_path
+from mnist_exp.tracking.uris import (
+    is_database_server,
+    is_local_store,
+    is_server,
+    reached_at,
+    sqlite_path,
+)
 from mnist_exp.training.native_logs import library_logs_wanted
 
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; this one
@@ -81,6 +87,8 @@ def use_store(uri: str) -> None:
     if is_server(uri):
         outage.retry_patiently(uri)
         check_server(uri)
+    if is_database_server(uri):
+        check_database(uri)
     open_store(uri)
 
 
@@ -94,6 +102,8 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     check_uri(cfg.uri)
     if is_local_store(cfg.uri):
         check_sqlite_dir(cfg.uri, cfg.artifact_location)
+    if is_database_server(cfg.uri):
+        check_database(cfg.uri)  # in seconds, where MLflow would retry for 100 s
     open_store(cfg.uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:

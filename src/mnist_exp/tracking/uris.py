@@ -28,6 +28,11 @@ def reached_at(uri: str) -> str:
     return os.environ[SERVED_AT_ENV] if uri == os.environ.get(SERVED_STORE_ENV) else uri
 
 
+def is_database_server(uri: str) -> bool:
+    """A database MLflow reaches over the network (PostgreSQL, MySQL, SQL Server)."""
+    return urlsplit(uri).scheme.lower().split("+")[0] in ("postgresql", "mysql", "mssql")
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI; None for any other store."""
     return Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else None
