@@ -8,7 +8,7 @@ PORT   ?= 5000
 NOTEBOOK_PORT ?= 8888
 TEST_WORKERS ?= 2
 
-.PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server notebook test test-fast bench bench-sweep lint format clean
+.PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server notebook test test-fast bench bench-seeds bench-sweep lint format clean
 
 help:  ## list the everyday commands (this)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -78,9 +78,13 @@ test: data  ## the whole suite, slow tests included (what CI runs)
 test-fast: data  ## skip the tests that train or sweep
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run (TensorFlow, and JAX for the dense net), then quick look + quick sweep overhead (long: trains the CNN 3 times); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run (train.backend=auto, and the other backend for the dense net), one seed vs five together, then quick look + quick sweep overhead (long: trains the CNN 3 times); writes bench/RESULTS.md
 	$(PY) bench/bench.py
+	$(PY) bench/seeds_together.py
 	$(PY) bench/overhead.py --backends tensorflow jax
+
+bench-seeds: data  ## the baseline once vs five seeds with hydra/launcher=together vs one after another; appends to bench/RESULTS.md
+	$(PY) bench/seeds_together.py
 
 bench-sweep: data  ## sweep throughput, one job at a time vs two (6 dense jobs of 3 epochs, twice); appends to bench/RESULTS.md
 	$(PY) bench/sweep_throughput.py

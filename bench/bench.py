@@ -6,10 +6,11 @@
 
 For each model it runs, alternating within one invocation on the same machine and data:
   (a) bench/tutorial_mnist.py: the tutorial as written (float64 input, Keras's default fit);
-  (b) mnist_exp.run with the same hyperparameters and seed, MLflow tracking and artifacts on;
+  (b) mnist_exp.run with the same hyperparameters and seed, MLflow tracking and artifacts on,
+      on the backend train.backend=auto (the default) picks: JAX for dense, TensorFlow for CNN;
   (c) mnist_exp.run train=literal: (b) without the fast path, to isolate the framework's cost;
-  (d) mnist_exp.run train.backend=jax: (b) on Keras's JAX backend, where the jax extra is
-      installed (for the models in --jax-models: the dense one by default).
+  (d) mnist_exp.run on the other backend, the one auto did not pick (for the models in
+      --other-backend-models: the dense one, on the tutorial's TensorFlow, by default).
 Each is a fresh process; wall time and peak memory come from the OS (wait4), fit time and test
 accuracy from the process itself (a) or from the MLflow run it recorded (b, c). Ratios are
 against (a) of the same round, so a busy machine slows both sides alike.
@@ -36,6 +37,8 @@ from cpu import cpu_line  # noqa: E402
 from mnist_exp.composition import default_config  # noqa: E402
 
 PRESET = {"dense": "+experiment=baseline", "cnn": "+experiment=cnn"}
+# The backend train.backend=auto does not pick for each model (config.FASTEST_BACKEND).
+OTHER_BACKEND = {"dense": "tensorflow", "cnn": "jax"}
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -118,9 +121,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-literal", action="store_true", help="skip variant (c)")
-    # JAX speeds up the dense network; the CNN was slower on it (bench/RESULTS.md).
-    parser.add_argument("--jax-models", nargs="*", choices=list(PRESET), default=["dense"],
-                        help="models to time on JAX too, variant (d); none: skip it")  # fmt: skip
+    parser.add_argument("--other-backend-models", nargs="*", choices=list(PRESET),
+                        default=["dense"], help="models to time on the other backend too, "
+                        "variant (d); none: skip it")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
 
@@ -133,10 +136,9 @@ def main() -> None:
     variants = [("(a) tutorial code", None), ("(b) mnist_exp.run", [])]
     if not args.no_literal:
         variants.append(("(c) mnist_exp.run train=literal", ["train=literal"]))
-    jax = ("(d) mnist_exp.run train.backend=jax", ["train.backend=jax"])
-    if args.jax_models and importlib.util.find_spec("jax") is None:
+    if importlib.util.find_spec("jax") is None:
         print("JAX is not installed (pip install -e '.[jax]'): no variant (d)", file=sys.stderr)
-        args.jax_models = []
+        args.other_backend_models = []
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
@@ -145,7 +147,10 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for model in args.models:
                 baseline = None
-                for variant, extra in variants + ([jax] if model in args.jax_models else []):
+                other = OTHER_BACKEND[model]
+                switched = (f"(d) mnist_exp.run train.backend={other}", [f"train.backend={other}"])
+                more = [switched] if model in args.other_backend_models else []
+                for variant, extra in variants + more:
                     print(f"round {round_}, {model}: {variant} ...", flush=True)
                     if extra is None:
                         result = run_tutorial(model, args.epochs, cache, env)
