@@ -128,6 +128,7 @@ def postgres_server(folder: Path, port: int | None = None) -> Iterator[int]:
                             f"{log}:\n" + "\n".join(tail)) from None  # fmt: skip
     try:
         with psycopg.connect(conninfo(folder, port, SUPERUSER, "postgres"), autocommit=True) as c:
+            _lock_older_folder(c, folder, data, run_as)
             _create_role_and_database(c, folder)
         yield port
     finally:
@@ -152,20 +153,70 @@ def _initdb(pg, folder: Path, data: Path, run_as: dict) -> None:
     _hand_over(data, run_as)
 
 
+def _lock_older_folder(conn, folder: Path, data: Path, run_as: dict) -> None:
+    """A data folder made before passwords (`--auth=trust`, which let us in just now): the
+    superuser gets its password and the server our pg_hba.conf, its runs kept as they are."""
+    from psycopg import sql
+
+    if (data / "pg_hba.conf").read_text() == HBA:
+        return
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+        sql.Identifier(SUPERUSER), sql.Literal(_verifier(conn, SUPERUSER, folder))))  # fmt: skip
+    (data / "pg_hba.conf").write_text(HBA)
+    _hand_over(data, run_as)
+    conn.execute("SELECT pg_reload_conf()")
+
+
+def _verifier(conn, user: str, folder: Path) -> str:
+    """`user`'s password as a SCRAM verifier, computed by libpq here: the server never sees the
+    password, so never logs it."""
+    return conn.pgconn.encrypt_password(
+        password(folder, user).encode(), user.encode(), b"scram-sha-256"
+    ).decode()
+
+
 def _create_role_and_database(conn, folder: Path) -> None:
-    """The `mlflow` role (its password sent as a SCRAM verifier, which libpq computes here: the
-    server never sees it, and never logs it) and its database, on first start."""
+    """The `mlflow` role (its password sent as a SCRAM verifier) and its database, on first
+    start; an older folder's database, owned by the superuser, is handed to the role."""
     from psycopg import sql
 
     if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [USER]).fetchone():
-        verifier = conn.pgconn.encrypt_password(
-            password(folder).encode(), USER.encode(), b"scram-sha-256"
-        ).decode()
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(USER), sql.Literal(verifier)))  # fmt: skip
+            sql.Identifier(USER), sql.Literal(_verifier(conn, USER, folder))))  # fmt: skip
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(DATABASE), sql.Identifier(USER)))  # fmt: skip
+    owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                         [DATABASE]).fetchone()[0]  # fmt: skip
+    if owner != USER:
+        _hand_database_to_role(folder, conn.info.port)
+
+
+OWN_PUBLIC = """DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO {role}', r.name);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype AS name FROM pg_type t
+           JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE n.nspname = 'public' AND t.typtype = 'e' LOOP
+    EXECUTE format('ALTER TYPE %s OWNER TO {role}', r.name);
+  END LOOP;
+END $$"""
+
+
+def _hand_database_to_role(folder: Path, port: int) -> None:
+    """The tables an older team setup made as the superuser, given to the `mlflow` role."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(conninfo(folder, port, SUPERUSER, DATABASE), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(DATABASE), sql.Identifier(USER)))  # fmt: skip
+        # Not REASSIGN OWNED: the superuser owns the catalogs too, which it refuses to give away.
+    # A table's sequences go with it.
+        conn.execute(sql.SQL(OWN_PUBLIC).format(role=sql.Identifier(USER)))
 
 
 def _stop(pg, data: Path, folder: Path, run_as: dict) -> None:
