@@ -8,7 +8,7 @@ PORT   ?= 5000
 NOTEBOOK_PORT ?= 8888
 TEST_WORKERS ?= 2
 
-.PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server notebook test test-fast bench bench-seeds bench-sweep lint format clean
+.PHONY: help setup data baseline cnn best sweep sweep-parallel team compare register serve ui server user notebook test test-fast bench bench-seeds bench-sweep lint format clean
 
 help:  ## list the everyday commands (this)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
@@ -52,8 +52,12 @@ serve: setup  ## a model over HTTP on 127.0.0.1:5001: make serve MODEL=models:/m
 
 serve: PORT = 5001
 
-ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:5000 (PORT=N)
-	$(PY) -m mnist_exp.server --port $(PORT)
+ui: setup  ## the MLflow UI (and tracking server) over mlruns/, on http://127.0.0.1:5000 (PORT=N; AUTH=1: users)
+	$(PY) -m mnist_exp.server --port $(PORT) $(if $(AUTH),--auth)
+
+user: setup  ## add a user to `make ui AUTH=1`: make user NAME=alice PERMISSION=READ|EDIT|MANAGE
+	@test -n "$(NAME)" -a -n "$(PERMISSION)" || { echo "usage: make user NAME=alice PERMISSION=EDIT [PORT=5000]" >&2; exit 2; }
+	$(PY) -m mnist_exp.users $(NAME) $(PERMISSION) --uri http://127.0.0.1:$(PORT)
 
 server: ui  ## the same process: `make server`, then add tracking=server to runs in other terminals
 

@@ -90,16 +90,21 @@ def main() -> None:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.\n",
         "| round | command | wall s | ÷ one run | fit s per run | s per run beyond its fit |",
         "|---:|---|---:|---:|---:|---:|",
-        *(f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {b:.1f} |"
-          for r, n, w, x, f, b in rows),  # fmt: skip
+        *(
+            f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {b:.1f} |" for r, n, w, x, f, b in rows
+        ),  # fmt: skip
         "",
         "Test accuracy per seed (the same seed must give the same model either way):",
         "",
         "| command | " + " | ".join(f"seed {s}" for s in range(1, args.seeds + 1)) + " |",
         "|---|" + "---:|" * args.seeds,
-        *(f"| {n} | " + " | ".join(f"{acc.get(s, float('nan')):.4f}"
-                                   for s in range(1, args.seeds + 1)) + " |"
-          for n, acc in accuracies.items() if len(acc) > 1),  # fmt: skip
+        *(
+            f"| {n} | "
+            + " | ".join(f"{acc.get(s, float('nan')):.4f}" for s in range(1, args.seeds + 1))
+            + " |"
+            for n, acc in accuracies.items()
+            if len(acc) > 1
+        ),  # fmt: skip
     ]
     publish(lines, args.out)
 

@@ -26,7 +26,8 @@ def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
 # MLflow sets MLFLOW_EXPERIMENT_ID in a process that called set_experiment (the in-process API
 # tests), and a child process would inherit it.
 LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
-             "MNIST_EXP_PARENT_RUN_ID")  # fmt: skip
+             "MNIST_EXP_PARENT_RUN_ID", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+             "MNIST_EXP_CREDENTIALS")  # fmt: skip
 
 # The libraries' lines a console must not show (TensorFlow 2.21 printed the first ones on every
 # CPU machine before training.native_logs).

@@ -196,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
               "not comparable as equals.")  # fmt: skip
     print(f"\nWrote {', '.join(FILES)} to {out}")
     if parent:
-        queries.log_comparison(parent, out, FILES)
-        print(f"Logged them to the parent run {parent}, under comparison/")
+        if queries.log_comparison(parent, out, FILES):
+            print(f"Logged them to the parent run {parent}, under comparison/")
+        else:
+            print(f"Not logged to the parent run {parent}: this user may only read it (READ)")
     if args.register:
         register(args.register, by_variant, table, what)
         if parent and (better := better_elsewhere(args.experiment, table, by_variant)):

@@ -68,3 +68,11 @@ PRUNED = "PRUNED"
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
 # The end-of-sweep summary, every job with its status, kept with the sweep's parent run.
 SUMMARY_FILE = "sweep_summary.txt"
+
+# MLflow's own variables for a tracking server's basic-auth credentials (its clients read them).
+USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+# A credentials file (the KEY=VALUE lines `mnist_exp.server --auth` writes) that our processes
+# read into the two above: a path, not a secret, so it can be handed to Ray's tasks, whose
+# environment is `ray start`'s and not the sweep's.
+CREDENTIALS_ENV = "MNIST_EXP_CREDENTIALS"

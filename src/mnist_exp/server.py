@@ -6,6 +6,8 @@ fail with `database is locked`); they log through one server, which alone writes
 python -m mnist_exp.server                     # serve mlruns/ until Ctrl-C   (make server, make ui)
 python -m mnist_exp.server -- CMD [ARGS...]    # serve while CMD runs, then stop
                                                # (CMD gets MLFLOW_TRACKING_URI: make sweep-parallel)
+python -m mnist_exp.server --auth              # with users and passwords (make ui AUTH=1):
+                                               # the admin's in mlruns/auth/credentials
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.names import LOCAL_UI, UI_URL_ENV
-from mnist_exp.tracking import orphans
+from mnist_exp.tracking import basic_auth, credentials, orphans
 from mnist_exp.tracking.health import health_problem
 from mnist_exp.tracking.loopback import HOST, free_port
 from mnist_exp.tracking.uris import sqlite_uri
@@ -57,9 +60,13 @@ def tracking_server(
     port: int | None = None,
     start_timeout: float = 300,
     backend_uri: str | None = None,
+    auth: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Serve `store` (mlflow.db + artifacts/) while the block runs; yields the server's URI.
-    `backend_uri` puts the runs in another database (PostgreSQL: mnist_exp.team) instead."""
+    `backend_uri` puts the runs in another database (PostgreSQL: mnist_exp.team) instead.
+    `auth` puts MLflow's basic-auth app in front (users in <store>/auth/, the admin's
+    credentials in <store>/auth/credentials); `env` is added to the server's environment."""
     store = Path(store).resolve()
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -71,13 +78,21 @@ def tracking_server(
     # One uvicorn worker (its thread pool serves a few parallel jobs) and no GenAI job runner
     # (7 huey consumers we never use): 2 processes instead of 15 that each import MLflow, and
     # a start 2-3x quicker on a loaded machine (bench/RESULTS.md).
+    # The store's URI goes in the environment, not on the command line that `ps` shows every
+    # user of the machine (a database's URI may name its user and host).
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_uri or sqlite_uri(store / 'mlflow.db'),
         "--artifacts-destination", str(store / "artifacts"),
         "--host", HOST, "--port", str(port), "--workers", "1",
+        *(["--app-name", basic_auth.APP] if auth else []),
     ]  # fmt: skip
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": backend_uri or sqlite_uri(store / "mlflow.db"),
+        **(basic_auth.server_environment(store, uri) if auth else {}),
+        **(env or {}),
+    }
     log_path = store / "server.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
@@ -95,7 +110,8 @@ def tracking_server(
                 )
             time.sleep(0.5)
         # Runs whose process was killed while the server was down would stay RUNNING.
-        orphans.end_orphans_in_store(uri)
+        with credentials.as_user(basic_auth.admin_credentials(store)) if auth else nullcontext():
+            orphans.end_orphans_in_store(uri)
         yield uri
     finally:
         stop_group(proc)
@@ -122,25 +138,35 @@ def run_command(command: list[str], uri: str, env: dict[str, str] | None = None)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        usage="%(prog)s [--store DIR] [--port N] [-- CMD ...]",
+        usage="%(prog)s [--store DIR] [--port N] [--auth] [-- CMD ...]",
     )
     parser.add_argument(
         "--store", type=Path, default=DEFAULT_STORE,
         help="directory holding mlflow.db and artifacts/ (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
+    parser.add_argument("--auth", action="store_true",
+                        help="users and passwords (MLflow's basic-auth app, users in STORE/auth/); "
+                        "the admin's credentials go to STORE/auth/credentials")  # fmt: skip
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        with tracking_server(args.store, args.port or None) as uri:
+        with tracking_server(args.store, args.port or None, auth=args.auth) as uri:
             ui = f"{uri}/#/experiments?workflowType=machine_learning"
             print(f"MLflow tracking server and UI: {ui}  (store {args.store})", flush=True)
+            admin = basic_auth.admin_credentials(args.store)
+            if args.auth:
+                print(f"Users and passwords on; the admin's credentials: {admin} (mode 600). "
+                      f"Add a user: python -m mnist_exp.users NAME READ|EDIT|MANAGE",
+                      flush=True)  # fmt: skip
             if command:
-                return run_command(command, uri)
+                return run_command(command, uri, credentials.environment(admin) if args.auth
+                                   else None)  # fmt: skip
             print("Ctrl-C stops it. Runs log to it with tracking=server "
-                  f"or MLFLOW_TRACKING_URI={uri}", flush=True)  # fmt: skip
+                  f"or MLFLOW_TRACKING_URI={uri}" + (f", after `set -a; . {admin}; set +a`"
+                  if args.auth else ""), flush=True)  # fmt: skip
             while True:
                 signal.pause()
     except ServerError as err:

@@ -9,6 +9,12 @@ python -m mnist_exp.team --dir team/ -- ...         # keep the database and arti
 It is what a team runs on three machines (docs/team.md), run here: the sweep's jobs are
 Ray tasks that log through the MLflow server, which alone writes to PostgreSQL and to its
 artifact folder. Without --dir, everything lives in a fresh tmp folder that is removed at the end.
+
+Every door is locked: PostgreSQL takes only passwords (scram-sha-256), the MLflow server only
+its users (MLflow's basic-auth app), the Ray head only its token. The secrets are generated on
+first start into files of mode 600 in the folder (secrets/*.pgpass, secrets/ray_token,
+mlflow/auth/credentials) and reach each process through a file or its environment, never its
+command line.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,13 +30,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from mnist_exp.cli import fail, stop_on_sigterm
 from mnist_exp.names import UI_URL_ENV
 from mnist_exp.server import ServerError, run_command, tracking_server
-from mnist_exp.tracking import postgres
+from mnist_exp.tracking import basic_auth, credentials, postgres
 from mnist_exp.tracking.loopback import HOST, free_port
 
 # Ray's single-node mode: every listener on 127.0.0.1 (otherwise Ray swaps 127.0.0.1 for the
@@ -45,9 +53,25 @@ DEFAULT_SWEEP = ["+experiment=hidden_sweep"]
 RAY_START_ATTEMPTS = 3
 
 
+def ray_token(folder: Path) -> dict[str, str]:
+    """Ray's token authentication: the variables that turn it on and name the token's file
+    (mode 600, 256 random bits as Ray makes them, generated on first use). Ray's processes and
+    clients read the token from that file; it is never in an argument or a variable."""
+    path = Path(folder).resolve() / "secrets" / "ray_token"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
 @contextlib.contextmanager
-def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterator[str]:
+def ray_head(
+    num_cpus: int | None = None, start_timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """A one-machine Ray cluster while the block runs; yields its address (127.0.0.1:PORT).
+    `env` is added to the head's environment (ray_token: its token authentication).
 
     `ray start --head --block` stays in the foreground, so stopping it is one signal to one
     process, which takes its whole cluster down; `ray stop` would kill every Ray process on the
@@ -60,7 +84,7 @@ def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterato
         # Ray keeps unix sockets in its temp dir, and their paths must stay short.
         temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         with tempfile.TemporaryFile() as output:  # what the head says
-            head = _start_ray_head(ray, address, num_cpus, temp_dir, output)
+            head = _start_ray_head(ray, address, num_cpus, temp_dir, output, env or {})
             try:
                 if _wait_for_ray_head(head, output, start_timeout):
                     yield address
@@ -77,13 +101,14 @@ def ray_head(num_cpus: int | None = None, start_timeout: float = 120) -> Iterato
 
 
 def _start_ray_head(
-    ray: Path, address: str, num_cpus: int | None, temp_dir: str, output: IO[bytes]
-) -> subprocess.Popen:
+    ray: Path, address: str, num_cpus: int | None, temp_dir: str, output: IO[bytes],
+    env: dict[str, str],
+) -> subprocess.Popen:  # fmt: skip
     return subprocess.Popen(
         [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}",
          f"--port={address.split(':')[1]}", f"--num-cpus={num_cpus or os.cpu_count()}",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
-        env={**os.environ, **RAY_ENV}, stdout=output, stderr=subprocess.STDOUT,
+        env={**os.environ, **RAY_ENV, **env}, stdout=output, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
 
@@ -118,7 +143,7 @@ def _stop_ray_head(head: subprocess.Popen, temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def runs_in_postgres(port: int) -> list[tuple[str, str, bool, int]]:
+def runs_in_postgres(folder: Path, port: int) -> list[tuple[str, str, bool, int]]:
     """(experiment, status, is a sweep's parent run, count), read straight from PostgreSQL."""
     import psycopg
 
@@ -128,38 +153,61 @@ def runs_in_postgres(port: int) -> list[tuple[str, str, bool, int]]:
         LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId'
         WHERE r.lifecycle_stage = 'active'
         GROUP BY e.name, r.status, is_parent ORDER BY e.name, is_parent DESC, r.status"""
-    with psycopg.connect(f"postgresql://{postgres.USER}@{HOST}:{port}/{postgres.DATABASE}") as c:
+    with psycopg.connect(postgres.conninfo(folder, port)) as c:
         return c.execute(query).fetchall()
 
 
-def summary(port: int) -> str:
+def summary(folder: Path, port: int) -> str:
     lines = [f"Runs in PostgreSQL ({HOST}:{port}/{postgres.DATABASE}, read with SQL):"]
-    for experiment, status, is_parent, count in runs_in_postgres(port):
+    for experiment, status, is_parent, count in runs_in_postgres(folder, port):
         kind = "sweep (parent) run" if is_parent else "job run"
         lines.append(f"  {experiment}: {count} {kind}{'s' * (count != 1)} {status}")
     return "\n".join(lines)
 
 
-def team_sweep(folder: Path, overrides: list[str]) -> int:
-    """Start PostgreSQL, the MLflow server and the Ray head, run the sweep, stop all three."""
+@dataclass
+class Team:
+    """Where the team's servers listen, and what a sweep needs in its environment to get in."""
+
+    pg_port: int
+    mlflow_uri: str
+    ray_address: str
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def team_servers(folder: Path) -> Iterator[Team]:
+    """PostgreSQL, the MLflow server on it and the Ray head, each with its door locked, while
+    the block runs."""
     with postgres.postgres_server(folder) as pg_port:
-        print(f"PostgreSQL on {HOST}:{pg_port}, data in {folder / 'pgdata'}", flush=True)
-        backend = postgres.sqlalchemy_uri(pg_port)
+        print(f"PostgreSQL on {HOST}:{pg_port} (scram-sha-256: passwords in "
+              f"{folder / 'secrets'}), data in {folder / 'pgdata'}", flush=True)  # fmt: skip
+        backend = postgres.sqlalchemy_uri(folder, pg_port)
+        store = folder / "mlflow"
         # On its first start MLflow creates its schema in PostgreSQL (dozens of migrations): a
         # minute or more on a busy machine.
-        with tracking_server(folder / "mlflow", start_timeout=600, backend_uri=backend) as uri:
-            artifacts = folder / "mlflow" / "artifacts"
-            print(f"MLflow server on {uri} (the UI, while the sweep runs), runs in {backend}, "
-                  f"artifacts served from {artifacts}", flush=True)  # fmt: skip
-            with ray_head() as address:
-                print(f"Ray head on {address}", flush=True)
-                command = [sys.executable, "-m", "mnist_exp.run", "--multirun",
-                           "hydra/launcher=ray_cluster", "tracking=server", *overrides]  # fmt: skip
-                print("$", " ".join(command[2:]), flush=True)
-                # Its runs are in PostgreSQL, which no UI shows once the team setup stops: no links.
-                code = run_command(command, uri, env={**RAY_ENV, "RAY_ADDRESS": address,
-                                                      UI_URL_ENV: ""})  # fmt: skip
-        print(summary(pg_port), flush=True)
+        with tracking_server(store, start_timeout=600, backend_uri=backend, auth=True) as uri:
+            admin = basic_auth.admin_credentials(store)
+            print(f"MLflow server on {uri} (users and passwords: the admin's in {admin}; the "
+                  f"UI while the sweep runs), runs in PostgreSQL as {postgres.USER}, artifacts "
+                  f"served from {store / 'artifacts'}", flush=True)  # fmt: skip
+            token = ray_token(folder)
+            with ray_head(env=token) as address:
+                print(f"Ray head on {address} (token authentication: its token in "
+                      f"{token['RAY_AUTH_TOKEN_PATH']})", flush=True)  # fmt: skip
+                env = {**RAY_ENV, "RAY_ADDRESS": address, **token, **credentials.environment(admin)}
+                yield Team(pg_port, uri, address, env)
+
+
+def team_sweep(folder: Path, overrides: list[str]) -> int:
+    """Start PostgreSQL, the MLflow server and the Ray head, run the sweep, stop all three."""
+    with team_servers(folder) as team:
+        command = [sys.executable, "-m", "mnist_exp.run", "--multirun",
+                   "hydra/launcher=ray_cluster", "tracking=server", *overrides]  # fmt: skip
+        print("$", " ".join(command[2:]), flush=True)
+        # Its runs are in PostgreSQL, which no UI shows once the team setup stops: no links.
+        code = run_command(command, team.mlflow_uri, env={**team.env, UI_URL_ENV: ""})
+        print(summary(folder, team.pg_port), flush=True)
     return code
 
 

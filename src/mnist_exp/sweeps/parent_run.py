@@ -4,12 +4,14 @@ outcome from its children's, and its summary of every job."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from mnist_exp.names import (
     SWEEP_KEY_TAG,
 )
 from mnist_exp.sweeps import progress
-from mnist_exp.tracking import background, orphans, queries, store, store_checks
+from mnist_exp.tracking import background, credentials, orphans, queries, store, store_checks
 from mnist_exp.tracking.outage import has_given_up
 from mnist_exp.tracking.queries import sweep_runs
 from mnist_exp.training.mnist import check_cache_dir
@@ -64,6 +66,17 @@ def child_status(run: Any) -> str:
     return PRUNED if PRUNED_TAG in run.data.tags else run.info.status
 
 
+@contextlib.contextmanager
+def refusal_exits() -> Iterator[None]:
+    """Hydra turns a callback's exceptions into warnings and sweeps on regardless; an exit is
+    what stops it, before any job runs or any run is recorded."""
+    try:
+        yield
+    except UserError as err:
+        print(err, file=sys.stderr)
+        sys.exit(1)
+
+
 class SweepParentRun(Callback):
     """Hydra callback: one MLflow parent run per multirun, ended with the sweep's outcome."""
 
@@ -79,15 +92,10 @@ class SweepParentRun(Callback):
             log.info("Dry run: every job is composed and validated; nothing is recorded or trained")
             return
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        try:
+        with refusal_exits():
             store_checks.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
             check_cache_dir(config.data.cache_dir)
             experiment_id = store.use_experiment(config.tracking)
-        except UserError as err:
-            # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
-            # exit is what stops it, before any job runs or any run is recorded.
-            print(err, file=sys.stderr)
-            sys.exit(1)
         orphans.end_orphans_in_experiment(experiment_id)
         client = MlflowClient()
         key = sweep_key(config)
@@ -96,7 +104,8 @@ class SweepParentRun(Callback):
         if earlier is not None:
             # The same sweep again: its jobs stay under one parent run, as the UI shows them.
             self.run_id, self.was = earlier.info.run_id, earlier.info.status
-            client.update_run(self.run_id, status="RUNNING")
+            with refusal_exits(), credentials.permission_needed():
+                client.update_run(self.run_id, status="RUNNING")
             for name in [t for t in earlier.data.tags if t.startswith(SKIPPED_TAG)]:
                 client.delete_tag(self.run_id, name)  # the skipped of this time, not of the last
             for name, value in tags.items():
@@ -106,11 +115,12 @@ class SweepParentRun(Callback):
             overrides = " ".join(config.hydra.overrides.task)
             sweep_params = config.hydra.sweeper.get("params") or {}
             swept = " ".join(f"{k}={v}" for k, v in sweep_params.items())
-            run = client.create_run(
-                experiment_id,
-                run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
-                tags={**tags, SWEEP_KEY_TAG: key},
-            )
+            with refusal_exits(), credentials.permission_needed():
+                run = client.create_run(
+                    experiment_id,
+                    run_name=" ".join(part for part in ("sweep", swept, overrides) if part),
+                    tags={**tags, SWEEP_KEY_TAG: key},
+                )
             self.run_id, self.was, how = run.info.run_id, None, ""
         os.environ[PARENT_RUN_ENV] = self.run_id
         self.started_ms = int(time.time() * 1000)

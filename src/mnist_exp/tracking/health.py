@@ -1,14 +1,21 @@
 """Whether the store answers: the error every store problem is, a server's health check, and
-a database's (PostgreSQL, MySQL) connection tried before MLflow's."""
+a database's (PostgreSQL, MySQL) connection tried before MLflow's, and whether a server with
+authentication takes our credentials."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import urllib.error
 import urllib.request
 
 from mnist_exp.errors import UserError
+from mnist_exp.names import CREDENTIALS_ENV, PASSWORD_ENV, USERNAME_ENV
 from mnist_exp.tracking.uris import shown
+
+# The cheapest request a server with MLflow's basic-auth app answers only for a known user
+# (/health is open to everyone); a user without a grant still gets 200 and an empty list.
+PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
 class TrackingUnavailable(UserError):
@@ -34,6 +41,38 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             "serves the local store), fix tracking.uri / MLFLOW_TRACKING_URI, or unset both to "
             "use the local SQLite store."
         )
+    refused = auth_problem(uri, timeout)
+    if refused is not None:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} refused {refused}. Set {USERNAME_ENV} and "
+            f"{PASSWORD_ENV} (`set -a; . <store>/auth/credentials; set +a`, the file the server "
+            f"wrote), or {CREDENTIALS_ENV}=<that file>."
+        )
+
+
+def auth_problem(uri: str, timeout: float = 5.0) -> str | None:
+    """Who the server refused, and how, when it has authentication and refuses our credentials
+    (the ones MLflow's client would send); None when it takes them or has no authentication.
+    Without this check MLflow retries a 401 for minutes before it gives up."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    creds = read_mlflow_creds()
+    request = urllib.request.Request(f"{uri.rstrip('/')}{PROBE}")
+    if creds.username and creds.password:
+        token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return None
+    except urllib.error.HTTPError as err:
+        if err.code not in (401, 403):
+            return None  # not about who we are: MLflow's own request reports it
+        who = f"user '{creds.username}'" if creds.username else "a request without credentials"
+        why = "wrong username or password" if creds.username else "no credentials set"
+        return f"{who} (HTTP {err.code}: {why})"
+    except (urllib.error.URLError, OSError):
+        return None  # the health check just passed: a blip, which MLflow's retries cover
 
 
 # Where a database listens when its URI names no port.

@@ -46,13 +46,21 @@ def load_confusion_matrix(run_id: str) -> Any | None:
     return np.array(logged["counts"])
 
 
-def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) -> None:
-    """A sweep's comparison, into its parent run's artifacts under comparison/."""
+def log_comparison(parent_run_id: str, directory: Path, files: tuple[str, ...]) -> bool:
+    """A sweep's comparison, into its parent run's artifacts under comparison/; False when the
+    server refuses it (a user with READ permission on the experiment), which changes nothing."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     for name in files:
-        client.log_artifact(parent_run_id, str(directory / name), "comparison")
+        try:
+            client.log_artifact(parent_run_id, str(directory / name), "comparison")
+        except Exception as err:
+            response = getattr(err, "response", None)
+            if getattr(response, "status_code", None) == 403:
+                return False
+            raise
+    return True
 
 
 def sweep_parent(client: Any, experiment_id: str, key_tag: str, key: str) -> Any | None:

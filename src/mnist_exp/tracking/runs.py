@@ -27,7 +27,7 @@ from mnist_exp.names import (
     VARIANT_NAME_TAG,
     VARIANT_TAG,
 )
-from mnist_exp.tracking import background, outage
+from mnist_exp.tracking import background, credentials, outage
 from mnist_exp.tracking.orphans import this_process
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,9 @@ def job_run(
     system_metrics = bool(system_metrics_seconds)
     if resume is None:
         tags["config_hash"] = config_hash(config)
-        run = mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=tags,
-                               log_system_metrics=system_metrics)  # fmt: skip
+        with credentials.permission_needed():
+            run = mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=tags,
+                                   log_system_metrics=system_metrics)  # fmt: skip
     else:
         note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
                 f"process {tags['pid']} on {tags['host']}")  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_exp.config import TrackingConfig
-from mnist_exp.tracking import outage
+from mnist_exp.tracking import credentials, outage
 from mnist_exp.tracking.health import TrackingUnavailable, check_database, check_server
 from mnist_exp.tracking.store_checks import check_sqlite_dir, check_uri, corrupt_store
 from mnist_exp.tracking.uris import (
@@ -79,6 +79,7 @@ def open_store(uri: str) -> None:
 def use_store(uri: str) -> None:
     """Point MLflow at a store to read from (compare, predict); it must exist already."""
     check_uri(uri)
+    credentials.load()
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise TrackingUnavailable(
@@ -96,6 +97,7 @@ def use_experiment(cfg: TrackingConfig | DictConfig) -> str:
     """Point MLflow at the store and experiment (creating them if needed); the experiment id."""
     import mlflow
 
+    credentials.load()
     if is_server(cfg.uri):
         outage.retry_patiently(cfg.uri)
         outage.wait_for_server(cfg.uri)
