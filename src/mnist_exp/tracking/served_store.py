@@ -16,6 +16,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 from mnist_exp.names import SERVED_AT_ENV, SERVED_STORE_ENV
 from mnist_exp.tracking.loopback import HOST
@@ -27,10 +28,33 @@ _BACKEND_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
 _ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 
+class Serving:
+    """A bound server that answers once `start` is called: workers forked before it starts
+    inherit a process with no thread of ours running, which is what makes forking safe."""
+
+    def __init__(self, server: Any = None) -> None:
+        self.server, self.thread = server, None
+
+    def start(self) -> None:
+        if self.server is not None and self.thread is None:
+            self.thread = threading.Thread(
+                target=self.server.serve_forever, args=(0.1,), name="mnist-exp-store", daemon=True
+            )
+            self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.server.shutdown()
+            self.thread.join(timeout=10)
+        if self.server is not None:
+            self.server.server_close()
+
+
 @contextlib.contextmanager
-def served(uri: str, artifact_root: str | None) -> Iterator[str]:
-    """Serve the store at `uri` on 127.0.0.1 while the block runs; its address. Processes started
-    inside the block (they inherit the environment) log to `uri` through it."""
+def served(uri: str, artifact_root: str | None) -> Iterator[Serving]:
+    """Serve the store at `uri` on 127.0.0.1 from `start()` until the block ends. Processes
+    started inside the block (they inherit the environment) log to `uri` through it; the
+    connections they open before it starts wait in the socket's queue."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     os.environ[_BACKEND_STORE_ENV] = uri
@@ -44,15 +68,12 @@ def served(uri: str, artifact_root: str | None) -> Iterator[str]:
         def log_request(self, *args, **kwargs) -> None:  # one line per request otherwise
             pass
 
-    server = make_server(HOST, 0, app, threaded=True, request_handler=Quiet)
-    address = f"http://{HOST}:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="mnist-exp-store", daemon=True)
-    thread.start()
+    serving = Serving(make_server(HOST, 0, app, threaded=True, request_handler=Quiet))
+    address = f"http://{HOST}:{serving.server.server_port}"
     os.environ[SERVED_STORE_ENV], os.environ[SERVED_AT_ENV] = uri, address
     try:
-        yield address
+        yield serving
     finally:
         for name in (SERVED_STORE_ENV, SERVED_AT_ENV, _BACKEND_STORE_ENV, _ARTIFACT_ROOT_ENV):
             os.environ.pop(name, None)
-        server.shutdown()
-        thread.join(timeout=10)
+        serving.stop()
