@@ -60,9 +60,17 @@ def served(uri: str, artifact_root: str | None) -> Iterator[Serving]:
     os.environ[_BACKEND_STORE_ENV] = uri
     if artifact_root:
         os.environ[_ARTIFACT_ROOT_ENV] = artifact_root
-    with warnings.catch_warnings():  # Starlette's deprecation of a module MLflow imports
-        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
-        from mlflow.server import app  # reads the variables above when it is first imported
+    try:
+        with warnings.catch_warnings():  # Starlette's deprecation of a module MLflow imports
+            warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+            from mlflow.server import app, handlers  # its security checks, from the variables
+
+            # The app's store, made now and kept, so that the variables go before any worker
+            # starts: in a client process they make MLflow import its server modules.
+            handlers._get_tracking_store(uri, artifact_root)
+    finally:
+        for name in (_BACKEND_STORE_ENV, _ARTIFACT_ROOT_ENV):
+            os.environ.pop(name, None)
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *args, **kwargs) -> None:  # one line per request otherwise
@@ -74,6 +82,6 @@ def served(uri: str, artifact_root: str | None) -> Iterator[Serving]:
     try:
         yield serving
     finally:
-        for name in (SERVED_STORE_ENV, SERVED_AT_ENV, _BACKEND_STORE_ENV, _ARTIFACT_ROOT_ENV):
+        for name in (SERVED_STORE_ENV, SERVED_AT_ENV):
             os.environ.pop(name, None)
         serving.stop()
