@@ -19,7 +19,7 @@ from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
 from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
 from mnist_exp.tracking import orphans
 from mnist_exp.training import data, train
-from mnist_exp.training.checkpoint import Checkpoint, HistoryKeeper
+from mnist_exp.training.checkpoint import Checkpoint, CheckpointKeeper
 from mnist_exp.training.models import build_model
 from tests.helpers import (
     TINY,
@@ -167,18 +167,18 @@ def test_a_fit_that_crashed_continues_from_its_checkpoint(mnist, tmp_path: Path)
 def test_early_stopping_resumes_with_the_best_epoch_and_patience_it_had(tmp_path: Path):
     """After resuming at epoch 3 of val_accuracy 0.90, 0.95, 0.94 with patience 2, one more
     epoch without improvement stops training, as it would have without the interruption."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     saved = Checkpoint(tmp_path)
-    saved.save_history({"val_accuracy": [0.90, 0.95, 0.94, 0.99]})  # epoch 4 never checkpointed
+    saved.save_epoch(model, {"loss": [1.0, 0.9, 0.8], "val_accuracy": [0.90, 0.95, 0.94]}, None)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=2, restore_best_weights=False
     )
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     stopper.set_model(model)
-    keeper = HistoryKeeper(saved, stopper)
+    keeper = CheckpointKeeper(saved, stopper, resumed_from=saved.restore(model))
     stopper.on_train_begin()
-    keeper.on_epoch_begin(3)
+    keeper.on_train_begin()
     assert (stopper.best, stopper.best_epoch, stopper.wait) == (0.95, 1, 1)
-    assert keeper.history == {"val_accuracy": [0.90, 0.95, 0.94]}
+    assert keeper.history == {"loss": [1.0, 0.9, 0.8], "val_accuracy": [0.90, 0.95, 0.94]}
     stopper.on_epoch_end(3, {"val_accuracy": 0.93})
     assert model.stop_training
 

@@ -22,6 +22,7 @@ from mnist_exp.names import (
     NOTE_TAG,
     PARENT_RUN_ENV,
     PARENT_TAG,
+    RESTARTED_TAG,
     RESUMED_TAG,
     SKIPPED_TAG,
     VARIANT_NAME_TAG,
@@ -44,11 +45,13 @@ def job_run(
     extra_tags: dict[str, str] | None = None,
     resume: Any | None = None,
     epochs_done: int = 0,
+    restarted: str | None = None,
 ) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     `resume` is an earlier KILLED or FAILED run of this config to continue after `epochs_done`
-    epochs, back to RUNNING: it joins the current sweep, if any. A failure leaves its traceback
+    epochs, back to RUNNING: it joins the current sweep, if any (`restarted`: why it trains
+    again from epoch 0 instead, tagged on it). A failure leaves its traceback
     as error.txt in the run, so nothing is lost with the process. A run given to
     `finish_in_background` is ended by the background worker instead. With
     `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
@@ -73,6 +76,9 @@ def job_run(
         note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
                 f"process {tags['pid']} on {tags['host']}")  # fmt: skip
         tags[RESUMED_TAG] = note
+        if restarted:
+            tags[RESTARTED_TAG] = restarted
+            note = f"{note}. {restarted}"
         if resume.data.tags.get(NOTE_TAG):  # the description says why it had stopped
             tags[NOTE_TAG] = f"{resume.data.tags[NOTE_TAG]}\n\n{note}."
         if parent:
@@ -140,6 +146,12 @@ def tag_run(tags: dict[str, str]) -> None:
     import mlflow
 
     mlflow.set_tags(tags)
+
+
+def get_run(run_id: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_run(run_id)
 
 
 def latest_run_like(config: dict[str, Any]) -> Any | None:
