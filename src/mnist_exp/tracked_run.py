@@ -85,6 +85,8 @@ def resumable_run(typed: Config, config: dict) -> Resume:
     if root:
         check_writable(root)
     latest = runs.latest_run_like(config) if root else None
+    if latest is not None and latest.info.status == "RUNNING":
+        resume_lock.check_free(root, latest.info.run_id, latest.info.run_name)
     if latest is None or latest.info.status not in ("KILLED", "FAILED"):
         return Resume()
     found = Checkpoint(os.path.join(root, latest.info.run_id))

@@ -47,15 +47,35 @@ def take(checkpoint_dir: str | Path, run_id: str, run_name: str) -> ResumeLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunBusy(
-            f"run {run_id} ({run_name}) is being resumed by {holder(path)} (lock {path}); "
-            "wait for it to end, or stop it, then run the same command again"
-        ) from None
+        raise busy(path, run_id, run_name) from None
     held = {"pid": os.getpid(), "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(held).encode(), 0)
     return ResumeLock(path, fd)
+
+
+def check_free(checkpoint_dir: str | Path, run_id: str, run_name: str) -> None:
+    """RunBusy if a process holds `run_id`'s lock: a RUNNING run that another process resumed
+    (a fresh run holds none, so starting a config twice still gives two runs)."""
+    path = lock_path(checkpoint_dir, run_id)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise busy(path, run_id, run_name) from None
+    finally:
+        os.close(fd)
+
+
+def busy(path: Path, run_id: str, run_name: str) -> RunBusy:
+    return RunBusy(
+        f"run {run_id} ({run_name}) is being resumed by {holder(path)} (lock {path}); wait "
+        "for it to end, or stop it, then run the same command again"
+    )
 
 
 def holder(path: Path) -> str:
