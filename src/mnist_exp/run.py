@@ -8,6 +8,7 @@ python -m mnist_exp.run -m model.hidden=64,128,256   # a sweep: one parent, thre
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ from mnist_exp.sweeps.launchers import cores_per_job, runs_in_this_process
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.tracking.uris import is_local_store
 
 
@@ -42,6 +44,10 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as err:
         # Hydra prints its own CompactHydraException as one message, with no traceback.
         raise CompactHydraException(str(err)) from err
+    except Exception as err:
+        if (full := disk_full(err)) is not None:  # the run's error.txt keeps the traceback
+            raise CompactHydraException(str(full)) from err
+        raise
 
 
 def run_or_sweep_job(cfg: DictConfig) -> float | None:
@@ -81,6 +87,9 @@ def command() -> None:
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # A log file on a disk that has filled up: its records are lost, not each one printed with a
+    # traceback ("--- Logging error ---"); the console still shows them, and the error says why.
+    logging.raiseExceptions = False
     try:
         main()
     except KeyboardInterrupt as interrupt:

@@ -20,6 +20,7 @@ from mnist_exp.sweeps.search import trial as search_trial
 from mnist_exp.tracking import (
     datasets,
     epochs,
+    full_disk,
     orphans,
     outage,
     queries,
@@ -42,6 +43,7 @@ def prepare(typed: Config, threads: int | None) -> str:
     hardware.use_onednn_if_it_pays(typed.model.family == "cnn", typed.train.backend.value)
     backend.use_backend(typed.train.backend.value, threads)
     check_cache_dir(typed.data.cache_dir)
+    full_disk.quiet_mlflow_reports()
     experiment_id = store.use_experiment(typed.tracking)
     orphans.end_orphans_in_experiment(experiment_id)
     return experiment_id

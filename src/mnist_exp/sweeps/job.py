@@ -21,6 +21,7 @@ from mnist_exp.identity import SEED
 from mnist_exp.names import OBJECTIVE
 from mnist_exp.sweeps import progress
 from mnist_exp.tracking import runs
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.tracking.outage import TrackingServerLost
 from mnist_exp.tracking.resume_lock import RunBusy
 
@@ -130,6 +131,8 @@ def trained(name: str, train: Callable[[], dict]) -> Any:
         log.error("Job '%s' not run: %s", name, busy)  # nothing recorded: it is the other's
         return float("nan")
     except Exception as err:
+        if (full := disk_full(err)) is not None:
+            raise full from None  # every later job would fail the same way
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
         return float("nan")

@@ -27,7 +27,7 @@ from mnist_exp.names import (
     SWEEP_KEY_TAG,
 )
 from mnist_exp.sweeps import progress
-from mnist_exp.tracking import background, orphans, queries, store, store_checks
+from mnist_exp.tracking import background, full_disk, orphans, queries, store, store_checks
 from mnist_exp.tracking.outage import has_given_up
 from mnist_exp.tracking.queries import sweep_runs
 from mnist_exp.training.mnist import check_cache_dir
@@ -79,11 +79,16 @@ class SweepParentRun(Callback):
             log.info("Dry run: every job is composed and validated; nothing is recorded or trained")
             return
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        full_disk.quiet_mlflow_reports()
         try:
             store_checks.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
             check_cache_dir(config.data.cache_dir)
             experiment_id = store.use_experiment(config.tracking)
-        except UserError as err:
+        except Exception as err:
+            if not isinstance(err, UserError):
+                err = full_disk.disk_full(err, config.tracking.uri) or err
+            if not isinstance(err, UserError):
+                raise
             # Hydra turns a callback's exceptions into warnings and sweeps on regardless; an
             # exit is what stops it, before any job runs or any run is recorded.
             print(err, file=sys.stderr)

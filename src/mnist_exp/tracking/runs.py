@@ -109,8 +109,7 @@ def job_run(
         if lost := outage.lost_server(err):
             # Nothing can be recorded there now; the run is ended once the server is back.
             raise lost from None
-        mlflow.log_text(traceback.format_exc(), "error.txt")
-        mlflow.end_run("FAILED")
+        record_failure(traceback.format_exc())
         raise
     finish = _finishing.pop(run.info.run_id, None)
     if finish is None:
@@ -120,6 +119,30 @@ def job_run(
     # the worker has logged the rest and ends it. Handed over after, so that end comes last.
     mlflow.end_run("RUNNING")
     background.submit(finish)
+
+
+def record_failure(trace: str, run_id: str | None = None) -> None:
+    """End the run FAILED with its traceback in error.txt, as far as the store and the artifacts
+    can still take them: with a full disk the error.txt may not fit, and the run's end may not
+    either (the next command then ends it FAILED, its process gone). The error that brought us
+    here is what the user is told, not these."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = run_id or mlflow.active_run().info.run_id
+    try:
+        client.log_text(run_id, trace, "error.txt")
+    except Exception as err:
+        log.warning("Run %s: its error.txt could not be kept (%s)", run_id, type(err).__name__)
+    try:
+        if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run_id:
+            mlflow.end_run("FAILED")
+        else:
+            client.set_terminated(run_id, "FAILED")
+    except Exception as err:
+        log.warning("Run %s could not be ended FAILED now (%s); the next command that opens "
+                    "the experiment does it", run_id, type(err).__name__)  # fmt: skip
 
 
 def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
