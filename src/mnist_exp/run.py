@@ -31,7 +31,7 @@ from mnist_exp.sweeps.launchers import cores_per_job, runs_in_this_process
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
-from mnist_exp.tracking.full_disk import disk_full
+from mnist_exp.tracking.full_disk import DiskFull, disk_full
 from mnist_exp.tracking.uris import is_local_store
 
 
@@ -41,13 +41,20 @@ from mnist_exp.tracking.uris import is_local_store
 def main(cfg: DictConfig) -> float | None:
     try:
         return run_or_sweep_job(cfg)
-    except UserError as err:
-        # Hydra prints its own CompactHydraException as one message, with no traceback.
-        raise CompactHydraException(str(err)) from err
     except Exception as err:
-        if (full := disk_full(err)) is not None:  # the run's error.txt keeps the traceback
-            raise CompactHydraException(str(full)) from err
-        raise
+        # A full disk, whatever reported it; the run's error.txt keeps the traceback if it fits.
+        problem = err if isinstance(err, UserError) else disk_full(err)
+        if problem is None:
+            raise
+        hydra_cfg = HydraConfig.get()
+        in_this_process = runs_in_this_process(hydra_cfg.launcher)
+        if isinstance(problem, DiskFull) and hydra_cfg.mode == RunMode.MULTIRUN and in_this_process:
+            # Hydra's launcher would go on to the next job, whose config it cannot write either
+            # (a traceback): the sweep stops here, its parent run ended on the way out.
+            print(problem, file=sys.stderr)
+            sys.exit(1)
+        # Hydra prints its own CompactHydraException as one message, with no traceback.
+        raise CompactHydraException(str(problem)) from err
 
 
 def run_or_sweep_job(cfg: DictConfig) -> float | None:

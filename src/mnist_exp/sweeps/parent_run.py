@@ -134,6 +134,18 @@ class SweepParentRun(Callback):
             return None
         if has_given_up():
             return None  # the server is gone: the next command ends this run once it is back
+        try:
+            return self._end_now(interrupted)
+        except Exception as err:
+            # A full disk, say, that stopped the sweep: the error that did is what the user
+            # reads; the next sweep ends this parent run (its process gone) and continues it.
+            why = "its disk is full" if full_disk.disk_full(err) else type(err).__name__
+            log.warning("Sweep parent run %s could not be ended now (%s); the same command "
+                        "again ends and continues it", self.run_id, why)  # fmt: skip
+            self.run_id = None
+            return "FAILED"
+
+    def _end_now(self, interrupted: bool) -> str | None:
         from mlflow import MlflowClient
 
         # Jobs that finished training may still be logging; their runs end when that is done.
