@@ -43,10 +43,14 @@ def main(cfg: DictConfig) -> float | None:
         return run_or_sweep_job(cfg)
     except Exception as err:
         # A full disk, whatever reported it; the run's error.txt keeps the traceback if it fits.
-        problem = err if isinstance(err, UserError) else disk_full(err)
+        hydra_cfg = HydraConfig.get()
+        where = cfg.tracking
+        places = {"tracking.uri": where.uri, "tracking.artifact_location": where.artifact_location,
+                  "tracking.checkpoint_dir": where.checkpoint_dir,
+                  "hydra.runtime.output_dir": hydra_cfg.runtime.output_dir}  # fmt: skip
+        problem = err if isinstance(err, UserError) else disk_full(err, places)
         if problem is None:
             raise
-        hydra_cfg = HydraConfig.get()
         in_this_process = runs_in_this_process(hydra_cfg.launcher)
         if isinstance(problem, DiskFull) and hydra_cfg.mode == RunMode.MULTIRUN and in_this_process:
             # Hydra's launcher would go on to the next job, whose config it cannot write either

@@ -131,8 +131,8 @@ def trained(name: str, train: Callable[[], dict]) -> Any:
         log.error("Job '%s' not run: %s", name, busy)  # nothing recorded: it is the other's
         return float("nan")
     except Exception as err:
-        if (full := disk_full(err)) is not None:
-            raise full from None  # every later job would fail the same way
+        if disk_full(err) is not None:
+            raise  # every later job would fail the same way; the command names the disk
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
         return float("nan")

@@ -53,8 +53,10 @@ def free_space(path: str) -> str:
     return f" ({mount} has {free / 2**20:.1f} MB free)"
 
 
-def disk_full(err: BaseException, store_uri: str | None = None) -> DiskFull | None:
-    """The DiskFull that `err` (or an error that led to it) amounts to, if any."""
+def disk_full(err: BaseException, places: dict[str, str | None] | None = None) -> DiskFull | None:
+    """The DiskFull that `err` (or an error that led to it) amounts to, if any. `places`: where
+    this run writes, by config key (tracking.uri, tracking.artifact_location, ...), to name the
+    one that is full when the error does not say (MLflow's artifact copies, SQLite)."""
     seen: set[int] = set()
     link: BaseException | None = err
     while link is not None and id(link) not in seen:
@@ -65,15 +67,40 @@ def disk_full(err: BaseException, store_uri: str | None = None) -> DiskFull | No
         if isinstance(link, OSError) and (
             link.errno in FULL_ERRNOS or any(words in text for words in FULL_WORDS)
         ):
-            path = link.filename2 or link.filename
             why = os.strerror(link.errno) if link.errno in FULL_ERRNOS else "the disk is full"
-            return DiskFull(str(path) if path else "a file", why.lower())
+            path = link.filename2 or link.filename
+            if path:
+                return DiskFull(str(path), why.lower())
+            key, place = fullest(places or {})
+            return DiskFull(place or "a file", why.lower(), key)
         if SQLITE_FULL in text:
-            where = store_uri or _tracking_uri()
-            database = sqlite_path(where) if where else None
-            return DiskFull(str(database or shown(where or "the tracking store")), SQLITE_FULL)
+            uri = (places or {}).get(STORE_KEY) or _tracking_uri()
+            database = sqlite_path(uri) if uri else None
+            return DiskFull(str(database or shown(uri or "the tracking store")), SQLITE_FULL)
         link = link.__cause__ or link.__context__
     return None
+
+
+STORE_KEY = "tracking.uri"
+
+
+def fullest(places: dict[str, str | None]) -> tuple[str | None, str | None]:
+    """Of the places a run writes to, the one on the disk with the least space left."""
+    free = {}
+    for key, place in places.items():
+        path = sqlite_path(place) if key == STORE_KEY and place else place
+        if not path or "://" in str(path):
+            continue
+        found = Path(path)
+        while not found.exists() and found != found.parent:
+            found = found.parent
+        try:
+            free[key, str(path)] = shutil.disk_usage(found).free
+        except OSError:
+            continue
+    if not free:
+        return None, None
+    return min(free, key=free.get)
 
 
 def _tracking_uri() -> str | None:

@@ -77,7 +77,8 @@ def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> bool:
     try:
         log_outcome(run_id, outcome)
     except BaseException as err:
-        why = disk_full(err) or f"{type(err).__name__}: {err}"
+        artifacts = client.get_run(run_id).info.artifact_uri.removeprefix("file://")
+        why = disk_full(err, {"artifacts": artifacts}) or f"{type(err).__name__}: {err}"
         log.error("Run '%s' (%s) could not log what it trained, recorded FAILED: %s",
                   run_name, run_id, why)  # fmt: skip
         runs.record_failure(traceback.format_exc(), run_id)
