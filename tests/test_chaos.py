@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,30 +71,63 @@ def assert_every_job_once(client: MlflowClient, tmp_path: Path, env: dict[str, s
         assert f"dense-h{width} " in compared.stdout, compared.stdout
 
 
+def epochs_logged(database: Path) -> int:
+    """Epochs logged so far across the sweep's jobs (and tries), read straight from the SQLite
+    file while the sweep writes it."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM metrics WHERE key = 'loss'").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet, or busy for a moment
+
+
+def wait_for_epochs(proc: subprocess.Popen, database: Path, epochs: int, delay: float) -> bool:
+    """Wait until `epochs` epochs are logged, then `delay` seconds more; False if the command
+    ended first."""
+    deadline = time.monotonic() + 300
+    while epochs_logged(database) < epochs:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        return True
+
+
+def moments(rng: random.Random, kills: int) -> list[tuple[int, float]]:
+    """Where the kills land: after how many of the sweep's epochs, plus how many seconds. By
+    progress, not by the clock, so that they land in the jobs however loaded the machine is;
+    the delay puts them anywhere in an epoch, a checkpoint's write, the logging of a finished
+    job, the start of the next (0 epochs: while the sweep starts)."""
+    targets = sorted(rng.sample(range(len(WIDTHS) * EPOCHS), kills))
+    return [(target, round(rng.uniform(0, 2.5), 2)) for target in targets]
+
+
 def test_a_sweep_killed_at_random_moments_ends_with_every_job_once(
     store: Store, tmp_path: Path, mnist_dir: Path
 ):
     rng = random.Random(SEED)
-    # An uninterrupted sweep takes 25-45 s here (2 shared cores): 10-15 s to start, then about
-    # 8 s a job, most of it the first epoch's tracing. Each try gets further, as finished jobs
-    # are skipped and a killed one resumes.
-    moments = [round(rng.uniform(12, 35), 1) for _ in range(3)]
-    print(f"CHAOS_SEED={SEED}: kill -9 after {moments} s")
+    kills = moments(rng, 4)
+    print(f"CHAOS_SEED={SEED}: kill -9 after (epochs logged, + seconds) {kills}")
     store.create()
     args = [*SWEEP, *store.overrides, *hydra_dirs(tmp_path)]
     env = cli_env(mnist_dir)
+    database = store.root / "mlflow.db"
     started = time.monotonic()
-    for moment in moments:
+    for epochs, delay in kills:
         proc = start(args, tmp_path, env)
-        try:
-            proc.wait(timeout=moment)
-            print(f"  finished before {moment} s")
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
+        if not wait_for_epochs(proc, database, epochs, delay):
+            print(f"  the sweep ended before {epochs} epochs + {delay} s")
+            proc.communicate(timeout=60)
+            break
+        kill_group(proc)
         counts = {}
         for run in store.runs():
             counts[run.info.status] = counts.get(run.info.status, 0) + 1
-        print(f"  after {moment} s: {counts}")
+        print(f"  killed at {time.monotonic() - started:.0f}s, {epochs_logged(database)} "
+              f"epochs logged: {counts}")  # fmt: skip
     last = start(args, tmp_path, env)
     output, _ = last.communicate(timeout=300)
     print(f"all tries: {time.monotonic() - started:.0f}s")
@@ -116,9 +150,10 @@ def test_a_parallel_sweep_whose_server_is_killed_at_random_moments_loses_nothing
     store: Store, tmp_path: Path, mnist_dir: Path
 ):
     rng = random.Random(SEED)
-    kills = sorted(round(rng.uniform(15, 45), 1) for _ in range(2))
+    kills = moments(rng, 2)
     downtimes = [round(rng.uniform(0, 5), 1) for _ in kills]
-    print(f"CHAOS_SEED={SEED}: server killed -9 at {kills} s, down for {downtimes} s + restart")
+    print(f"CHAOS_SEED={SEED}: server killed -9 after (epochs logged, + seconds) {kills}, down "
+          f"for {downtimes} s + its restart")  # fmt: skip
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     env = cli_env(mnist_dir, {"MLFLOW_TRACKING_URI": uri})
@@ -128,12 +163,9 @@ def test_a_parallel_sweep_whose_server_is_killed_at_random_moments_loses_nothing
     server.__enter__()
     proc = start(args, tmp_path, env)
     try:
-        for at, down in zip(kills, downtimes, strict=True):
-            try:
-                proc.wait(timeout=max(0.0, started + at - time.monotonic()))
+        for (epochs, delay), down in zip(kills, downtimes, strict=True):
+            if not wait_for_epochs(proc, store.root / "mlflow.db", epochs, delay):
                 break  # the sweep ended before this kill
-            except subprocess.TimeoutExpired:
-                pass
             os.killpg(server_group(port), signal.SIGKILL)
             server.__exit__(None, None, None)
             killed = time.monotonic()
