@@ -29,6 +29,7 @@ from mnist_exp.names import (
     VARIANT_TAG,
 )
 from mnist_exp.tracking import background, outage
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.tracking.orphans import this_process
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def record_failure(trace: str, run_id: str | None = None) -> None:
     try:
         client.log_text(run_id, trace, "error.txt")
     except Exception as err:
-        log.warning("Run %s: its error.txt could not be kept (%s)", run_id, type(err).__name__)
+        log.warning("Run %s: its error.txt could not be kept (%s)", run_id, why_not(err))
     try:
         if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run_id:
             mlflow.end_run("FAILED")
@@ -142,7 +143,11 @@ def record_failure(trace: str, run_id: str | None = None) -> None:
             client.set_terminated(run_id, "FAILED")
     except Exception as err:
         log.warning("Run %s could not be ended FAILED now (%s); the next command that opens "
-                    "the experiment does it", run_id, type(err).__name__)  # fmt: skip
+                    "the experiment does it", run_id, why_not(err))  # fmt: skip
+
+
+def why_not(err: Exception) -> str:
+    return "its disk is full" if disk_full(err) else type(err).__name__
 
 
 def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
