@@ -127,7 +127,7 @@ def default_sigint() -> None:
 
 
 def checkpointed_epochs(checkpoint_dir: Path) -> int:
-    """The epochs a run's checkpoint holds (Keras's BackupAndRestore metadata), 0 if none."""
+    """The epochs a run's checkpoint holds (its manifest's `epoch`), 0 if none."""
     try:
         return json.loads((checkpoint_dir / "training_metadata.json").read_text())["epoch"]
     except (OSError, ValueError, KeyError):

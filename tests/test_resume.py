@@ -4,6 +4,7 @@ run, and a re-run sweep covers every job, those it skipped as already finished i
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -16,10 +17,15 @@ import numpy as np
 import pytest
 
 from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
-from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, RESUMED_TAG
+from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, RESTARTED_TAG, RESUMED_TAG
 from mnist_exp.tracking import orphans
 from mnist_exp.training import data, train
-from mnist_exp.training.checkpoint import Checkpoint, HistoryKeeper
+from mnist_exp.training.checkpoint import (
+    Checkpoint,
+    CheckpointKeeper,
+    CheckpointUnreadable,
+    write_atomically,
+)
 from mnist_exp.training.models import build_model
 from tests.helpers import (
     TINY,
@@ -167,18 +173,18 @@ def test_a_fit_that_crashed_continues_from_its_checkpoint(mnist, tmp_path: Path)
 def test_early_stopping_resumes_with_the_best_epoch_and_patience_it_had(tmp_path: Path):
     """After resuming at epoch 3 of val_accuracy 0.90, 0.95, 0.94 with patience 2, one more
     epoch without improvement stops training, as it would have without the interruption."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     saved = Checkpoint(tmp_path)
-    saved.save_history({"val_accuracy": [0.90, 0.95, 0.94, 0.99]})  # epoch 4 never checkpointed
+    saved.save_epoch(model, {"loss": [1.0, 0.9, 0.8], "val_accuracy": [0.90, 0.95, 0.94]}, None)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=2, restore_best_weights=False
     )
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     stopper.set_model(model)
-    keeper = HistoryKeeper(saved, stopper)
+    keeper = CheckpointKeeper(saved, stopper, resumed_from=saved.restore(model))
     stopper.on_train_begin()
-    keeper.on_epoch_begin(3)
+    keeper.on_train_begin()
     assert (stopper.best, stopper.best_epoch, stopper.wait) == (0.95, 1, 1)
-    assert keeper.history == {"val_accuracy": [0.90, 0.95, 0.94]}
+    assert keeper.history == {"loss": [1.0, 0.9, 0.8], "val_accuracy": [0.90, 0.95, 0.94]}
     stopper.on_epoch_end(3, {"val_accuracy": 0.93})
     assert model.stop_training
 
@@ -325,3 +331,138 @@ def test_run_tags_say_which_process_runs_it():
     tags = orphans.this_process()
     assert tags["host"] == socket.gethostname() and tags["pid"] == str(os.getpid())
     assert not orphans.process_is_gone(tags)
+
+
+def damage(path: Path, how: str) -> bytes:
+    """Cut `path` to half its size, or overwrite 64 bytes in its middle; what it then holds."""
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        if how == "truncated":
+            file.truncate(size // 2)
+        else:
+            file.seek(size // 2)
+            file.write(b"\xff" * 64)
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_moved_aside_and_its_run_trains_again_from_epoch_0(
+    store: Store, tmp_path: Path, mnist_dir: Path
+):
+    store.create()
+    args = [*EPOCHS_OF_SECONDS, "train.epochs=3"]
+    kill_9_once(start_run(store, tmp_path, mnist_dir, *args), lambda: the_run_dir(store), 2)
+    (killed,) = store.runs()
+    run_id = killed.info.run_id
+    client = store.client()
+    first_try = steps(client, run_id, "loss")  # epoch 0, and 1 if it was logged before the kill
+    (weights,) = (store.checkpoints / run_id).glob("*.weights.h5")
+    damaged = damage(weights, "truncated")
+
+    started = time.monotonic()
+    again = run_module("mnist_exp.run", *args, *store.overrides, *hydra_dirs(tmp_path),
+                       cwd=tmp_path, env=cli_env(mnist_dir))  # fmt: skip
+    print(f"re-run took {time.monotonic() - started:.1f}s")
+    assert again.returncode == 0, again.stdout
+    assert "Traceback" not in again.stdout, again.stdout
+    (line,) = [line for line in again.stdout.splitlines() if "cannot be read" in line]
+    print(line)
+    (aside,) = store.checkpoints.glob(f"{run_id}.corrupt-*")
+    assert f"checkpoint {weights} cannot be read" in line and f"moved to {aside}" in line
+    assert "starts again from epoch 0" in line
+    assert (aside / weights.name).read_bytes() == damaged  # kept as it was, not deleted
+    assert "Epoch 1/3" in again.stdout  # trained whole
+
+    (run,) = store.runs()
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    note = run.data.tags[RESTARTED_TAG]
+    assert f"moved to {aside}" in note and "started again from epoch 0" in note
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == sorted([*first_try, 0, 1, 2])
+    # Each step's latest value is the new try's: the run's loss is its last epoch's.
+    newest = {m.step: m for m in sorted(history, key=lambda m: m.timestamp)}
+    assert run.data.metrics["loss"] == newest[2].value
+    assert not (store.checkpoints / run_id).exists()  # FINISHED: nothing left to resume
+
+    dry = run_module("mnist_exp.run", *args, *store.overrides, *hydra_dirs(tmp_path),
+                     "dry_run=true", cwd=tmp_path, env=cli_env(mnist_dir))  # fmt: skip
+    assert dry.returncode == 0 and "Traceback" not in dry.stdout, dry.stdout
+
+
+def test_a_manifest_that_is_not_json_or_names_a_missing_file_is_unreadable(tmp_path: Path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saved = Checkpoint(tmp_path / "run")
+    saved.save_epoch(model, {"loss": [0.5]}, None)
+    saved.verify()
+    assert sorted(p.name for p in saved.directory.iterdir()) == [
+        "epoch-1.weights.h5", "training_metadata.json"]  # fmt: skip
+    saved.save_epoch(model, {"loss": [0.5, 0.4]}, [np.zeros(2)])
+    # The previous epoch's weights go once the manifest names the new ones.
+    assert sorted(p.name for p in saved.directory.iterdir()) == [
+        "best-2.npz", "epoch-2.weights.h5", "training_metadata.json"]  # fmt: skip
+    assert saved.restore(model) == 2 and saved.best_weights()[0].shape == (2,)
+    (saved.directory / "best-2.npz").unlink()
+    with pytest.raises(CheckpointUnreadable, match="best-2.npz cannot be read"):
+        saved.verify()
+    (saved.directory / "training_metadata.json").write_text('{"epoch": 2, "hist')
+    with pytest.raises(CheckpointUnreadable, match="training_metadata.json cannot be read"):
+        saved.verify()
+    assert saved.exists() and saved.completed_epochs() == 0
+
+
+@pytest.mark.parametrize("how", ["truncated", "overwritten"])
+def test_weights_damaged_after_they_were_saved_are_found_before_they_load(tmp_path, how):
+    """h5py may load a file with overwritten bytes without a complaint: the sha256 notices."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saved = Checkpoint(tmp_path / "run")
+    saved.save_epoch(model, {"loss": [0.5]}, None)
+    damage(saved.directory / "epoch-1.weights.h5", how)
+    with pytest.raises(CheckpointUnreadable, match="epoch-1.weights.h5 cannot be read"):
+        saved.restore(model)
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_file(tmp_path: Path):
+    path = tmp_path / "manifest.json"
+    write_atomically(path, lambda p: p.write_text("old"))
+
+    def half_then_full_disk(partial: Path) -> None:
+        partial.write_text("ne")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as raised:
+        write_atomically(path, half_then_full_disk)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.slow
+def test_two_processes_resuming_one_run_at_once(store: Store, tmp_path: Path, mnist_dir: Path):
+    """The same command started twice after a kill: one resumes the run, the other says in one
+    line which process does, and records nothing."""
+    store.create()
+    args = [*EPOCHS_OF_SECONDS, "train.epochs=4"]
+    kill_9_once(start_run(store, tmp_path, mnist_dir, *args), lambda: the_run_dir(store), 1)
+    (killed,) = store.runs()
+    run_id = killed.info.run_id
+
+    started = time.monotonic()
+    both = [start_run(store, tmp_path, mnist_dir, *args) for _ in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=300)[0] for proc in both]
+    finally:
+        for proc in both:
+            if proc.poll() is None:
+                proc.kill()
+    codes = [proc.returncode for proc in both]
+    assert sorted(codes) == [0, 1], outputs
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    (line,) = [line for line in outputs[loser].splitlines() if "is being resumed by" in line]
+    print(f"{time.monotonic() - started:.1f}s for both; the other said: {line}")
+    assert f"run {run_id} (" in line
+    assert f"process {both[winner].pid} on {socket.gethostname()}" in line
+    assert "Traceback" not in outputs[loser] and "Training" not in outputs[loser]
+    assert f"Resuming run {run_id}" in outputs[winner]
+
+    (run,) = store.runs()
+    assert run.info.status == "FINISHED"
+    assert steps(store.client(), run_id, "loss") == [0, 1, 2, 3]  # each epoch once

@@ -49,6 +49,9 @@ SKIPPED_TAG = "skipped."
 IN_SWEEP_TAG = "in_sweep."
 # On a run that a later process resumed from its checkpoint: from which epoch, after what.
 RESUMED_TAG = "resumed"
+# On a run whose checkpoint could not be read: when and why it trained again from epoch 0, and
+# that its steps up to there were logged twice (MLflow keeps every value; the later one is new).
+RESTARTED_TAG = "restarted_from_epoch_0"
 
 # Every run: what it is apart from its seed, as an id and as its run name without the seed, so
 # that MLflow's UI can group a variant's seeds too (identity.variant_id, variant_name).

@@ -8,6 +8,7 @@ python -m mnist_exp.run -m model.hidden=64,128,256   # a sweep: one parent, thre
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -26,10 +27,11 @@ from mnist_exp.config import validate
 from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
 from mnist_exp.sweeps import dry_run, job
-from mnist_exp.sweeps.launchers import cores_per_job, process_outlives_job
+from mnist_exp.sweeps.launchers import cores_per_job, process_outlives_job, runs_in_this_process
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
+from mnist_exp.tracking.full_disk import DiskFull, disk_full
 from mnist_exp.tracking.uris import is_local_store
 
 
@@ -39,9 +41,24 @@ from mnist_exp.tracking.uris import is_local_store
 def main(cfg: DictConfig) -> float | None:
     try:
         return run_or_sweep_job(cfg)
-    except UserError as err:
+    except Exception as err:
+        # A full disk, whatever reported it; the run's error.txt keeps the traceback if it fits.
+        hydra_cfg = HydraConfig.get()
+        where = cfg.tracking
+        places = {"tracking.uri": where.uri, "tracking.artifact_location": where.artifact_location,
+                  "tracking.checkpoint_dir": where.checkpoint_dir,
+                  "hydra.runtime.output_dir": hydra_cfg.runtime.output_dir}  # fmt: skip
+        problem = err if isinstance(err, UserError) else disk_full(err, places)
+        if problem is None:
+            raise
+        in_this_process = runs_in_this_process(hydra_cfg.launcher)
+        if isinstance(problem, DiskFull) and hydra_cfg.mode == RunMode.MULTIRUN and in_this_process:
+            # Hydra's launcher would go on to the next job, whose config it cannot write either
+            # (a traceback): the sweep stops here, its parent run ended on the way out.
+            print(problem, file=sys.stderr)
+            sys.exit(1)
         # Hydra prints its own CompactHydraException as one message, with no traceback.
-        raise CompactHydraException(str(err)) from err
+        raise CompactHydraException(str(problem)) from err
 
 
 def run_or_sweep_job(cfg: DictConfig) -> float | None:
@@ -81,6 +98,9 @@ def command() -> None:
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # A log file on a disk that has filled up: its records are lost, not each one printed with a
+    # traceback ("--- Logging error ---"); the console still shows them, and the error says why.
+    logging.raiseExceptions = False
     try:
         main()
     except KeyboardInterrupt as interrupt:

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_exp.config import Config
+from mnist_exp.names import RESTARTED_TAG
 from mnist_exp.sweeps.search import trial as search_trial
-from mnist_exp.tracking import datasets, epochs, orphans, outage, queries, runs, store
+from mnist_exp.tracking import (
+    datasets,
+    epochs,
+    full_disk,
+    orphans,
+    outage,
+    queries,
+    resume_lock,
+    runs,
+    store,
+)
 from mnist_exp.training import backend, data, hardware
 from mnist_exp.training.history import best_epoch
 from mnist_exp.training.mnist import check_cache_dir
@@ -31,6 +43,7 @@ def prepare(typed: Config, threads: int | None) -> str:
     hardware.use_onednn_if_it_pays(typed.model.family == "cnn", typed.train.backend.value)
     backend.use_backend(typed.train.backend.value, threads)
     check_cache_dir(typed.data.cache_dir)
+    full_disk.quiet_mlflow_reports()
     experiment_id = store.use_experiment(typed.tracking)
     orphans.end_orphans_in_experiment(experiment_id)
     return experiment_id
@@ -46,27 +59,71 @@ class TrainedRun:
     model: Any  # the trained keras.Model, also logged as runs:/<run_id>/model
 
 
-def resumable_run(typed: Config, config: dict) -> tuple[object | None, object | None]:
+@dataclass
+class Resume:
+    """What a run continues from: an earlier KILLED or FAILED run of this config, its
+    checkpoint, the lock that makes this process the one resuming it, and why training starts
+    again from epoch 0 if its checkpoint could not be read."""
+
+    run: Any = None  # None: a new run
+    checkpoint: Any = None
+    lock: Any = None
+    restarted: str | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def resumable_run(typed: Config, config: dict) -> Resume:
     """The run to continue and its checkpoint: this config's latest run, if it ended KILLED or
-    FAILED with a checkpoint left here; (None, None) to start a new run."""
+    FAILED with a checkpoint left here, locked against another process resuming it too
+    (resume_lock.RunBusy). A checkpoint that cannot be read is moved aside, and the same run
+    starts again from epoch 0."""
     # Not at the top: it imports Keras, which must wait until `prepare` has chosen its backend.
-    from mnist_exp.training.checkpoint import Checkpoint, check_writable
+    from mnist_exp.training.checkpoint import Checkpoint, CheckpointUnreadable, check_writable
 
     root = typed.tracking.checkpoint_dir
     if root:
         check_writable(root)
     latest = runs.latest_run_like(config) if root else None
+    if latest is not None and latest.info.status == "RUNNING":
+        resume_lock.check_free(root, latest.info.run_id, latest.info.run_name)
     if latest is None or latest.info.status not in ("KILLED", "FAILED"):
-        return None, None
+        return Resume()
     found = Checkpoint(os.path.join(root, latest.info.run_id))
     if not found.exists():
-        return None, None
+        return Resume()
     if typed.tracking.rerun:
         log.info("tracking.rerun=true: not resuming run %s; its checkpoint is dropped",
                  latest.info.run_id)  # fmt: skip
         found.remove()
-        return None, None
-    return latest, found
+        return Resume()
+    lock = resume_lock.take(root, latest.info.run_id, latest.info.run_name)
+    # Read again under the lock: a process that held it may have resumed the run meanwhile.
+    latest = runs.get_run(latest.info.run_id)
+    if latest.info.status not in ("KILLED", "FAILED") or not found.exists():
+        lock.release()
+        return Resume()
+    try:
+        found.verify()
+    except CheckpointUnreadable as unreadable:
+        return Resume(latest, found, lock, restart_from_zero(found, unreadable, latest))
+    return Resume(latest, found, lock)
+
+
+def restart_from_zero(checkpoint: Any, unreadable: Exception, run: Any) -> str:
+    """Move an unreadable checkpoint aside (kept for a look, never deleted) and say so in one
+    line; the note tagged on the run that starts again from epoch 0."""
+    aside = checkpoint.move_aside()
+    log.warning("The %s; moved to %s. Run %s starts again from epoch 0.",
+                unreadable, aside, run.info.run_id)  # fmt: skip
+    return (
+        f"At {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: the {unreadable}; it was moved to {aside}, "
+        "and training started again from epoch 0 in this run. Metrics logged before then are "
+        "the earlier try's: MLflow keeps them, so each step up to where it had got has two "
+        "values, and the later one (the latest timestamp) is this try's."
+    )
 
 
 def train_and_log(
@@ -88,23 +145,37 @@ def train_and_log(
     run of this config that was KILLED or FAILED with a checkpoint is continued, in the same
     MLflow run, from its last completed epoch."""
     backend.load_keras()
-    # Here, not at the top: these import Keras, which `prepare` must set up first.
-    from mnist_exp.tracking import outcome
-    from mnist_exp.training import models, train
-    from mnist_exp.training.checkpoint import Checkpoint
-
     # A search continues at the trial level (study.py): a trial trains whole, in a run of its
     # own, so it neither resumes an earlier run nor keeps checkpoints.
     keep_checkpoints = typed.tracking.checkpoint_dir and trial is None
-    resume, checkpoint = resumable_run(typed, config) if keep_checkpoints else (None, None)
-    epochs_done = checkpoint.completed_epochs() if checkpoint else 0
+    found = resumable_run(typed, config) if keep_checkpoints else Resume()
+    try:
+        return _train_and_log(typed, config, name, threads, log_path, background, trial, tags,
+                              found)  # fmt: skip
+    finally:
+        found.release()  # the run is ours (RUNNING, with our pid) or ended by now
+
+
+def _train_and_log(typed, config, name, threads, log_path, background, trial, tags,
+                   found: Resume) -> TrainedRun:  # fmt: skip
+    # Here, not at the top: these import Keras, which `prepare` must set up first.
+    from mnist_exp.tracking import outcome
+    from mnist_exp.training import models, train
+    from mnist_exp.training.checkpoint import Checkpoint, CheckpointUnreadable
+
+    resume, checkpoint = found.run, found.checkpoint
+    epochs_done = checkpoint.completed_epochs() if checkpoint and not found.restarted else 0
     tags = {**search_trial.trial_tags(trial), **(tags or {})}
     metrics_seconds = typed.tracking.system_metrics_seconds
-    with runs.job_run(config, name, metrics_seconds, tags, resume, epochs_done) as run:
-        if resume is not None:
+    with runs.job_run(config, name, metrics_seconds, tags, resume, epochs_done,
+                      found.restarted) as run:  # fmt: skip
+        if found.restarted:
+            log.info("Training run %s (%s) again from epoch 0", run.info.run_id,
+                     resume.info.status)  # fmt: skip
+        elif resume is not None:
             log.info("Resuming run %s (%s) from its checkpoint after epoch %d", run.info.run_id,
                      resume.info.status, epochs_done)  # fmt: skip
-        elif keep_checkpoints:
+        elif typed.tracking.checkpoint_dir and trial is None:
             checkpoint = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, run.info.run_id))
         threads = train.limit_threads(threads)
         keras_backend = backend.loaded_backend()
@@ -131,15 +202,28 @@ def train_and_log(
         onednn = f", TensorFlow oneDNN {ran_on['onednn']}" if "onednn" in ran_on else ""
         log.info("Precision %s (train.precision=%s)%s",
                  precision.value, typed.train.precision.value, onednn)  # fmt: skip
-        model = models.build_model(typed.model)
-        train.compile_model(
-            model, typed.train, train.train_samples(len(prepared.x_train), typed.train)
-        )
+
+        def built():
+            model = models.build_model(typed.model)
+            train.compile_model(
+                model, typed.train, train.train_samples(len(prepared.x_train), typed.train)
+            )
+            return model
+
+        model = built()
         callbacks = [epochs.epoch_metrics_callback(resumed=resume is not None),
                      outage.server_watch()]  # fmt: skip
         if trial is not None:  # last: the pruned epoch is logged first
             callbacks.append(search_trial.pruning_callback(trial))
-        fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
+        try:
+            fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
+        except CheckpointUnreadable as unreadable:
+            # Its files were as saved, yet Keras could not load them (e.g. another model's):
+            # as for a damaged one, from epoch 0 with the weights the seed gives.
+            runs.tag_run({RESTARTED_TAG: restart_from_zero(checkpoint, unreadable, run)})
+            train.set_seed(typed.seed)
+            model = built()
+            fitted = train.fit(model, prepared, typed.train, callbacks, checkpoint)
         outage.wait_if_away()
         if fitted.resumed_from:
             epochs.log_missing_epochs(fitted.history, fitted.resumed_from)
@@ -172,15 +256,21 @@ def train_and_log(
         def finish() -> None:
             # Only once the run is FINISHED: until then a re-run can still resume it.
             if outcome.log_and_end(run_id, name, trained) and checkpoint is not None:
-                checkpoint.remove()
+                forget(checkpoint)
 
         if background:
             runs.finish_in_background(run, finish)
         else:
             outcome.log_outcome(run_id, trained)
     if checkpoint is not None and not background:
-        checkpoint.remove()  # the run is FINISHED: nothing left to resume
+        forget(checkpoint)  # the run is FINISHED: nothing left to resume
     return TrainedRun(run.info.run_id, fitted.history, metrics, model)
+
+
+def forget(checkpoint: Any) -> None:
+    """A FINISHED run's checkpoint and resume lock, removed."""
+    checkpoint.remove()
+    resume_lock.remove(checkpoint.directory.parent, checkpoint.directory.name)
 
 
 def read_text(path: Path | None) -> str | None:

@@ -64,10 +64,16 @@ def resumable_from(typed: Config, latest: Any) -> int | None:
     if not typed.tracking.checkpoint_dir or typed.tracking.rerun:
         return None
     # Not at the top: it imports Keras.
-    from mnist_exp.training.checkpoint import Checkpoint
+    from mnist_exp.training.checkpoint import Checkpoint, CheckpointUnreadable
 
     found = Checkpoint(os.path.join(typed.tracking.checkpoint_dir, latest.info.run_id))
-    return found.completed_epochs() if found.exists() else None
+    if not found.exists():
+        return None
+    try:
+        found.verify()
+    except CheckpointUnreadable:
+        return 0  # the real run moves it aside and trains this run again from epoch 0
+    return found.completed_epochs()
 
 
 def plan(typed: Config, config: dict[str, Any], name: str) -> tuple[str, float]:

@@ -21,7 +21,9 @@ from mnist_exp.identity import SEED
 from mnist_exp.names import OBJECTIVE
 from mnist_exp.sweeps import progress
 from mnist_exp.tracking import runs
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.tracking.outage import TrackingServerLost
+from mnist_exp.tracking.resume_lock import RunBusy
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,12 @@ def trained(name: str, train: Callable[[], dict]) -> Any:
         return pruned
     except TrackingServerLost:
         raise  # every later job would wait for the server in vain
+    except RunBusy as busy:
+        log.error("Job '%s' not run: %s", name, busy)  # nothing recorded: it is the other's
+        return float("nan")
     except Exception as err:
+        if disk_full(err) is not None:
+            raise  # every later job would fail the same way; the command names the disk
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
         return float("nan")

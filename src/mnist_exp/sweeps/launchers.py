@@ -7,6 +7,12 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 
+def runs_in_this_process(launcher: DictConfig) -> bool:
+    """Whether a sweep's jobs run one after another in the process that launched them (Hydra's
+    basic launcher, also under the search sweeper)."""
+    return launcher.get("_target_", "").endswith(".BasicLauncher")
+
+
 def process_outlives_job(launcher: DictConfig) -> bool:
     """Whether a job's process goes on to the next job (Hydra's basic launcher, also under the
     search sweeper; a worker of hydra/launcher=together), so that one job's logging can overlap

@@ -29,7 +29,15 @@ from mnist_exp.names import (
     SWEEP_KEY_TAG,
 )
 from mnist_exp.sweeps import progress
-from mnist_exp.tracking import background, credentials, orphans, queries, store, store_checks
+from mnist_exp.tracking import (
+    background,
+    credentials,
+    full_disk,
+    orphans,
+    queries,
+    store,
+    store_checks,
+)
 from mnist_exp.tracking.outage import has_given_up
 from mnist_exp.tracking.queries import sweep_runs
 from mnist_exp.training.mnist import check_cache_dir
@@ -67,12 +75,17 @@ def child_status(run: Any) -> str:
 
 
 @contextlib.contextmanager
-def refusal_exits() -> Iterator[None]:
+def refusal_exits(uri: str | None = None) -> Iterator[None]:
     """Hydra turns a callback's exceptions into warnings and sweeps on regardless; an exit is
-    what stops it, before any job runs or any run is recorded."""
+    what stops it, before any job runs or any run is recorded. With the store's `uri`, a full
+    disk under it is one of those refusals too."""
     try:
         yield
-    except UserError as err:
+    except Exception as err:
+        if not isinstance(err, UserError) and uri is not None:
+            err = full_disk.disk_full(err, uri) or err
+        if not isinstance(err, UserError):
+            raise
         print(err, file=sys.stderr)
         sys.exit(1)
 
@@ -92,7 +105,8 @@ class SweepParentRun(Callback):
             log.info("Dry run: every job is composed and validated; nothing is recorded or trained")
             return
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        with refusal_exits():
+        full_disk.quiet_mlflow_reports()
+        with refusal_exits(config.tracking.uri):
             store_checks.check_store_takes_parallel_jobs(launcher, config.tracking.uri)
             check_cache_dir(config.data.cache_dir)
             experiment_id = store.use_experiment(config.tracking)
@@ -139,6 +153,18 @@ class SweepParentRun(Callback):
             return None
         if has_given_up():
             return None  # the server is gone: the next command ends this run once it is back
+        try:
+            return self._end_now(interrupted)
+        except Exception as err:
+            # A full disk, say, that stopped the sweep: the error that did is what the user
+            # reads; the next sweep ends this parent run (its process gone) and continues it.
+            why = "its disk is full" if full_disk.disk_full(err) else type(err).__name__
+            log.warning("Sweep parent run %s could not be ended now (%s); the same command "
+                        "again ends and continues it", self.run_id, why)  # fmt: skip
+            self.run_id = None
+            return "FAILED"
+
+    def _end_now(self, interrupted: bool) -> str | None:
         from mlflow import MlflowClient
 
         # Jobs that finished training may still be logging; their runs end when that is done.

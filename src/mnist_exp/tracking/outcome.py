@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from mnist_exp.names import CONFUSION_MATRIX_FILE
-from mnist_exp.tracking import tracked_model
+from mnist_exp.tracking import runs, tracked_model
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.training import plots, train
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,11 @@ def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> bool:
     try:
         log_outcome(run_id, outcome)
     except BaseException as err:
-        log.error("Run '%s' (%s) could not log what it trained, recorded FAILED: %s: %s",
-                  run_name, run_id, type(err).__name__, err)  # fmt: skip
-        client.log_text(run_id, traceback.format_exc(), "error.txt")
-        client.set_terminated(run_id, "FAILED")
+        artifacts = client.get_run(run_id).info.artifact_uri.removeprefix("file://")
+        why = disk_full(err, {"artifacts": artifacts}) or f"{type(err).__name__}: {err}"
+        log.error("Run '%s' (%s) could not log what it trained, recorded FAILED: %s",
+                  run_name, run_id, why)  # fmt: skip
+        runs.record_failure(traceback.format_exc(), run_id)
         return False
     client.set_terminated(run_id, "FINISHED")
     return True

@@ -22,12 +22,14 @@ from mnist_exp.names import (
     NOTE_TAG,
     PARENT_RUN_ENV,
     PARENT_TAG,
+    RESTARTED_TAG,
     RESUMED_TAG,
     SKIPPED_TAG,
     VARIANT_NAME_TAG,
     VARIANT_TAG,
 )
 from mnist_exp.tracking import background, credentials, outage
+from mnist_exp.tracking.full_disk import disk_full
 from mnist_exp.tracking.orphans import this_process
 
 log = logging.getLogger(__name__)
@@ -44,11 +46,13 @@ def job_run(
     extra_tags: dict[str, str] | None = None,
     resume: Any | None = None,
     epochs_done: int = 0,
+    restarted: str | None = None,
 ) -> Iterator[Any]:
     """A child run of the current sweep (or a top-level run), ended FINISHED, FAILED or KILLED.
 
     `resume` is an earlier KILLED or FAILED run of this config to continue after `epochs_done`
-    epochs, back to RUNNING: it joins the current sweep, if any. A failure leaves its traceback
+    epochs, back to RUNNING: it joins the current sweep, if any (`restarted`: why it trains
+    again from epoch 0 instead, tagged on it). A failure leaves its traceback
     as error.txt in the run, so nothing is lost with the process. A run given to
     `finish_in_background` is ended by the background worker instead. With
     `system_metrics_seconds`, CPU, memory, disk and network use are sampled that often
@@ -74,6 +78,9 @@ def job_run(
         note = (f"Resumed after epoch {epochs_done} (it had ended {resume.info.status}) by "
                 f"process {tags['pid']} on {tags['host']}")  # fmt: skip
         tags[RESUMED_TAG] = note
+        if restarted:
+            tags[RESTARTED_TAG] = restarted
+            note = f"{note}. {restarted}"
         if resume.data.tags.get(NOTE_TAG):  # the description says why it had stopped
             tags[NOTE_TAG] = f"{resume.data.tags[NOTE_TAG]}\n\n{note}."
         if parent:
@@ -104,8 +111,7 @@ def job_run(
         if lost := outage.lost_server(err):
             # Nothing can be recorded there now; the run is ended once the server is back.
             raise lost from None
-        mlflow.log_text(traceback.format_exc(), "error.txt")
-        mlflow.end_run("FAILED")
+        record_failure(traceback.format_exc())
         raise
     finish = _finishing.pop(run.info.run_id, None)
     if finish is None:
@@ -115,6 +121,34 @@ def job_run(
     # the worker has logged the rest and ends it. Handed over after, so that end comes last.
     mlflow.end_run("RUNNING")
     background.submit(finish)
+
+
+def record_failure(trace: str, run_id: str | None = None) -> None:
+    """End the run FAILED with its traceback in error.txt, as far as the store and the artifacts
+    can still take them: with a full disk the error.txt may not fit, and the run's end may not
+    either (the next command then ends it FAILED, its process gone). The error that brought us
+    here is what the user is told, not these."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = run_id or mlflow.active_run().info.run_id
+    try:
+        client.log_text(run_id, trace, "error.txt")
+    except Exception as err:
+        log.warning("Run %s: its error.txt could not be kept (%s)", run_id, why_not(err))
+    try:
+        if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run_id:
+            mlflow.end_run("FAILED")
+        else:
+            client.set_terminated(run_id, "FAILED")
+    except Exception as err:
+        log.warning("Run %s could not be ended FAILED now (%s); the next command that opens "
+                    "the experiment does it", run_id, why_not(err))  # fmt: skip
+
+
+def why_not(err: Exception) -> str:
+    return "its disk is full" if disk_full(err) else type(err).__name__
 
 
 def finish_in_background(run: Any, finish: Callable[[], None]) -> None:
@@ -141,6 +175,12 @@ def tag_run(tags: dict[str, str]) -> None:
     import mlflow
 
     mlflow.set_tags(tags)
+
+
+def get_run(run_id: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_run(run_id)
 
 
 def latest_run_like(config: dict[str, Any]) -> Any | None:

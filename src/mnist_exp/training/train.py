@@ -200,18 +200,22 @@ def fit(
         history = checkpoint.load_fitted(model)
         epochs_done = len(history.get("loss", []))
         return FitResult(history, sum(history.get("epoch_seconds", [])), epochs_done)
+    # Before the callbacks are made: the keeper continues the history the checkpoint holds.
+    resumed_from = checkpoint.restore(model) if checkpoint is not None else 0
     # A progress bar in a terminal; one line per epoch in logs and CI, where bars become noise.
     verbose = 1 if sys.stdout.isatty() else 2
     training_images = train_samples(len(data.x_train), cfg)
     configured = training_callbacks(cfg)
     stopper = next((c for c in configured if isinstance(c, keras.callbacks.EarlyStopping)), None)
-    kept = checkpoint.callbacks(stopper) if checkpoint is not None else []
+    kept = checkpoint.callbacks(stopper, resumed_from) if checkpoint is not None else []
     start = time.perf_counter()
     history = model.fit(
         data.x_train,
         data.y_train_cat,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
+        # Keras numbers the epochs on from here, so the schedules and the trackers' steps go on.
+        initial_epoch=resumed_from,
         validation_split=cfg.validation_split,
         validation_batch_size=cfg.validation_batch_size,
         callbacks=[
@@ -219,7 +223,8 @@ def fit(
             # Stops at the first NaN batch rather than training on garbage; we raise below.
             keras.callbacks.TerminateOnNaN(),
             *configured,
-            # After the config's callbacks, so early stopping's verdict on an epoch is kept.
+            # After the config's callbacks, so early stopping's verdict on an epoch is kept (and
+            # its state, restored by the keeper, is not reset by its own on_train_begin).
             *kept,
             *(callbacks or []),
         ],
