@@ -304,9 +304,10 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
     proc = subprocess.Popen(
         # Epochs of seconds, not of a fraction of one: with 0.6 s epochs this test once failed
         # to exit within 60 s in CI, for a reason not found (15 local retries all exited).
+        # TensorFlow's: JAX's epochs of this take 0.2 s.
         [sys.executable, "-m", "mnist_exp.run", "-m", "model.hidden=16", "data.limit_train=20000",
-         "train.epochs=1000", "train=literal", f"hydra.sweep.dir={tmp_path}/multirun",
-         *store.overrides],
+         "train.epochs=1000", "train=literal", "train.backend=tensorflow",
+         f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
         cwd=tmp_path, env=cli_env(mnist_dir), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint,
     )  # fmt: skip

@@ -68,13 +68,10 @@ def password_postgres():
     folder = Path(tempfile.mkdtemp(prefix="pg-store-test-", dir="/tmp"))
     try:
         with postgres.postgres_server(folder) as port:
-            local = f"postgresql://{postgres.USER}@127.0.0.1:{port}/postgres"
-            with psycopg.connect(local, autocommit=True) as conn:
-                conn.execute(f"ALTER USER {postgres.USER} PASSWORD '{PASSWORD}'")
-                (hba,) = conn.execute("SHOW hba_file").fetchone()
-                Path(hba).write_text("local all all trust\n"
-                                     "host all all 127.0.0.1/32 scram-sha-256\n")  # fmt: skip
-                conn.execute("SELECT pg_reload_conf()")
+            # It takes scram-sha-256 logins only; the superuser's password, known to the test.
+            admin = postgres.conninfo(folder, port, postgres.SUPERUSER, "postgres")
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"ALTER USER {postgres.SUPERUSER} PASSWORD '{PASSWORD}'")
             yield port
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -83,7 +80,7 @@ def password_postgres():
 def mlflow_tables(port: int) -> int:
     import psycopg
 
-    uri = f"postgresql://{postgres.USER}:{PASSWORD}@127.0.0.1:{port}/{postgres.DATABASE}"
+    uri = f"postgresql://{postgres.SUPERUSER}:{PASSWORD}@127.0.0.1:{port}/{postgres.DATABASE}"
     with psycopg.connect(uri) as conn:
         (count,) = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"

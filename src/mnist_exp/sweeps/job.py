@@ -56,6 +56,20 @@ def check_one_backend(backends: set[str]) -> None:
         )
 
 
+def one_backend_for_search(fixed: list[str], chooses_family: bool) -> list[str]:
+    """A search's fixed overrides, with train.backend=tensorflow when the search may choose the
+    model family and the backend is left to auto: its trials share processes, and auto would
+    pick JAX for a dense trial and TensorFlow for a CNN one. TensorFlow trains both; the choice
+    is the same on every run of the search, so its trials keep their config hashes."""
+    if not chooses_family or any(o.lstrip("+~").startswith("train.backend=") for o in fixed):
+        return fixed
+    log.info(
+        "train.backend=auto: this search may choose the model family, and its trials share "
+        "processes, so every trial trains on tensorflow (set train.backend to choose)"
+    )
+    return [*fixed, "train.backend=tensorflow"]
+
+
 def validate_sweep_job(
     loader: Any, sweep_config: DictConfig, overrides: Sequence[str]
 ) -> tuple[DictConfig, Config]:

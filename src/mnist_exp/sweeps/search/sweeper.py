@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_exp.config import ConfigError
 from mnist_exp.errors import PrunedTrial
 from mnist_exp.names import PARENT_RUN_ENV
-from mnist_exp.sweeps.job import validate_sweep_job
+from mnist_exp.sweeps.job import one_backend_for_search, validate_sweep_job
 from mnist_exp.sweeps.launchers import jobs_at_once
 from mnist_exp.sweeps.search import confirm, study
 from mnist_exp.sweeps.search import space as search_space
@@ -58,6 +58,7 @@ class SearchSweeper(Sweeper):
         overrides = [f"{k}={v}" for k, v in params.items()] + list(arguments)
         space, fixed = search_space.parse(overrides)
         custom = self.settings.get("custom_search_space")
+        fixed = one_backend_for_search(fixed, "model" in space or bool(custom))
         self.check = lambda extra: validate_sweep_job(
             self.hydra_context.config_loader, cfg, [*fixed, *extra]
         )
