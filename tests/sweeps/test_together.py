@@ -15,7 +15,14 @@ import pytest
 from mnist_exp import config
 from mnist_exp.config import Backend, validate
 from mnist_exp.sweeps.together import plan
-from tests.helpers import artifact_text, cli_env, compose_config, hydra_dirs, parent_and_children
+from tests.helpers import (
+    artifact_text,
+    assert_clean_error,
+    cli_env,
+    compose_config,
+    hydra_dirs,
+    parent_and_children,
+)
 
 # Five seeds of a small run: two epochs, so that "each epoch once" has something to check.
 SMALL = ["data.limit_train=2000", "data.limit_test=500", "train.epochs=2"]
@@ -90,6 +97,15 @@ def test_jobs_on_another_backend_run_after_the_others_with_a_line_saying_why(run
         ("cnn", "tensorflow", "FINISHED"),
         ("dense", "jax", "FINISHED"),
     ]
+
+
+@pytest.mark.slow
+def test_no_workers_is_one_line_and_records_nothing(run_cli, store):
+    done = run_cli("-m", "hydra/launcher=together", "hydra.launcher.workers=0", "seed=1,2",
+                   "train.epochs=1", *store.overrides)  # fmt: skip
+    assert_clean_error(done, "hydra.launcher.workers=0: must be >= 1")
+    assert "Training" not in done.stdout
+    assert [r for r in store.runs() if "seed" in r.data.params] == []
 
 
 def test_a_job_asking_for_more_threads_than_a_worker_has_runs_alone(monkeypatch):

@@ -43,6 +43,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from mnist_exp.config import validate
+from mnist_exp.sweeps.job import InvalidSweep
 from mnist_exp.tracking import background
 from mnist_exp.tracking.served_store import Serving, served
 from mnist_exp.tracking.uris import is_local_store
@@ -119,8 +120,6 @@ class TogetherLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         cores = os.cpu_count() or 1
         if self.workers is not None and self.workers < 1:
-            from mnist_exp.sweeps.job import InvalidSweep
-
             raise InvalidSweep(f"hydra.launcher.workers={self.workers}: must be >= 1")
         jobs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
