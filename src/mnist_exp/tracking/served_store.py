@@ -63,7 +63,10 @@ def served(uri: str, artifact_root: str | None) -> Iterator[Serving]:
     try:
         with warnings.catch_warnings():  # Starlette's deprecation of a module MLflow imports
             warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
-            from mlflow.server import app, handlers  # its security checks, from the variables
+            # `app` sets its security checks up from the variables. Its run searches import the
+            # auth app (a no-op without its config), and with it the module that warns: here,
+            # under the filter, not later in a request's thread.
+            from mlflow.server import app, auth, handlers  # noqa: F401
 
             # The app's store, made now and kept, so that the variables go before any worker
             # starts: in a client process they make MLflow import its server modules.
