@@ -13,9 +13,9 @@ serves the store to them over 127.0.0.1 (tracking.served_store), so no tracking 
 started. Every job is still its own complete run, skipped when finished and resumed after a
 kill, as with any launcher.
 
-Jobs that cannot share a worker run after the others, one at a time, with a line saying why: a
-job that asks for more threads than a worker has, and a job on another Keras backend than the
-first job's (a process runs Keras on one backend).
+Jobs that cannot share these workers run after them, with a line saying why: jobs on another
+Keras backend than the first job's get workers of their own (a process runs Keras on one
+backend), and a job that asks for more threads than a worker has runs alone with them.
 """
 
 from __future__ import annotations
@@ -81,12 +81,12 @@ def plan(jobs: list[tuple[int, DictConfig]], workers: int, cores: int) -> list[G
     together: dict[str, list] = {}
     alone: list[Group] = []
     first_backend = None
+    share = max(1, cores // max(1, min(workers, len(jobs))))  # a worker's cores
     for idx, job_cfg in jobs:
         typed = validate(job_cfg)
         backend = typed.train.backend.value
         first_backend = first_backend or backend
         wants = typed.train.threads
-        share = max(1, cores // max(1, min(workers, len(jobs))))
         if wants and wants > share:
             log.info("Job #%d runs alone after the others: train.threads=%d is more than a "
                      "worker's %d", idx, wants, share)  # fmt: skip
