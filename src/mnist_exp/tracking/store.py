@@ -56,6 +56,10 @@ def schema_lock(uri: str, timeout: float = 300) -> Iterator[None]:
 def open_store(uri: str) -> None:
     """Point MLflow at `uri` and open it once, so that a new SQLite store is created under the
     lock (MLflow keeps the opened store for the rest of the process)."""
+    # MLflow's usage telemetry, unless the user asks for it: its thread would keep the together
+    # launcher from forking its workers (a thread can hold a lock the child then waits on), and
+    # on a closed network it spends a second on a request that cannot reach its host.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     if not library_logs_wanted():

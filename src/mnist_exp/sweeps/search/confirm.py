@@ -17,7 +17,6 @@ import numpy as np
 
 from mnist_exp.identity import SEED
 from mnist_exp.names import CONFIRM_TAG
-from mnist_exp.sweeps import variants
 from mnist_exp.sweeps.search.space import as_overrides
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,10 @@ def job_tags(sweeper: Any) -> dict[str, str]:
 def verdict(trials: list[Any], values: dict[int, list[float]]) -> dict[str, Any]:
     """The winner by mean over the fresh seeds, with its interval; each leader's summary; and
     whether the winner is the trial that was best on its single seed."""
+    # Here, not at the top: every run imports this module (run.py, for job_tags), and scipy,
+    # pandas and statsmodels cost 0.85 s of its start-up.
+    from mnist_exp.sweeps import variants
+
     summaries = []
     for trial in trials:
         scored = np.array([v for v in values.get(trial.number, []) if not math.isnan(v)])
