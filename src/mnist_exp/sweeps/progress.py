@@ -2,7 +2,9 @@
 `[3/6] dense-h64: val 0.9712 in 14 s; about 45 s left`.
 
 The sweeper says how many jobs there are and the parent run when the sweep started, through
-environment variables, so that jobs in a launcher's worker processes can say it too.
+environment variables, so that jobs in a launcher's worker processes can say it too. Where jobs
+end out of order (hydra/launcher=together), each job hands its line to the launching process,
+which counts them as they end.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 
 from mnist_exp.names import SWEEP_JOBS_ENV, SWEEP_START_ENV
 
 log = logging.getLogger("mnist_exp")
+
+_handed_to: Callable[[str, str], None] | None = None  # a worker's: the launching process
+_ended = 0  # the launching process's count of the jobs whose line it was handed
 
 
 def sweep_started() -> None:
@@ -26,6 +32,8 @@ def sweep_has(jobs: int) -> None:
 
 
 def sweep_ended() -> None:
+    global _ended
+    _ended = 0
     for name in (SWEEP_JOBS_ENV, SWEEP_START_ENV):
         os.environ.pop(name, None)
 
@@ -42,11 +50,35 @@ def job_done(position: int, name: str, value: object, seconds: float, skipped: s
     total = int(os.environ.get(SWEEP_JOBS_ENV, "0"))
     if not total:
         return  # not a sweep the sweeper counted (a single run, a search's trial)
-    elapsed = time.time() - float(os.environ.get(SWEEP_START_ENV, time.time()))
     if skipped:
         what = f"skipped, already finished in run {skipped}"
     elif isinstance(value, float) and not math.isnan(value):
         what = f"val {value:.4f} in {seconds:.0f} s"
     else:
         what = f"did not finish (see its run) after {seconds:.0f} s"
-    log.info("%s", line(min(position + 1, total), total, name, what, elapsed))
+    if _handed_to is not None:
+        _handed_to(name, what)
+    else:
+        _say(min(position + 1, total), name, what)
+
+
+def hand_to(report: Callable[[str, str], None]) -> None:
+    """In a worker whose jobs end out of order: each job's (name, what) goes to `report`, for
+    the launching process to say with `job_ended`."""
+    global _handed_to
+    _handed_to = report
+
+
+def job_ended(name: str, what: str) -> None:
+    """In the launching process: a worker's job has ended; its line, counted in the order the
+    jobs ended."""
+    global _ended
+    _ended += 1
+    _say(_ended, name, what)
+
+
+def _say(done: int, name: str, what: str) -> None:
+    total = int(os.environ.get(SWEEP_JOBS_ENV, "0"))
+    if total:
+        elapsed = time.time() - float(os.environ.get(SWEEP_START_ENV, time.time()))
+        log.info("%s", line(min(done, total), total, name, what, elapsed))

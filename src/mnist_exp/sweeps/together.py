@@ -43,10 +43,12 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from mnist_exp.config import validate
+from mnist_exp.sweeps import forkserver, progress
 from mnist_exp.sweeps.job import InvalidSweep
 from mnist_exp.tracking import background
 from mnist_exp.tracking.served_store import Serving, served
 from mnist_exp.tracking.uris import is_local_store
+from mnist_exp.training import backend
 
 log = logging.getLogger("mnist_exp")
 
@@ -138,9 +140,10 @@ class TogetherLauncher(Launcher):
         local = is_local_store(uri)
         with served(uri, artifacts) if local else nullcontext(Serving()) as serving:
             for group in groups:
-                log.info("%d job(s) on %d worker(s), %s thread(s) each, Keras on %s",
-                         len(group.jobs), group.workers, group.threads or "all",
-                         group.backend)  # fmt: skip
+                preloaded = forkserver.context(group.backend) is not None
+                log.info("%d job(s) on %d worker(s), %s thread(s) each, Keras on %s%s",
+                         len(group.jobs), group.workers, group.threads or "all", group.backend,
+                         " (loaded once for them all)" if preloaded else "")  # fmt: skip
                 state = Singleton.get_state()
                 returns.update(run_group(group, context, self.task_function, state, serving))
         return [returns[idx] for idx, _ in jobs]
@@ -152,12 +155,15 @@ def run_group(
     """Run a group's jobs on its workers; each job's JobReturn by its number."""
     import cloudpickle
 
-    # Forked while no thread of ours runs (the store is served only once they are started), a
-    # worker has this process's Hydra, MLflow and our modules already imported: 2.3 s less
-    # before its first job. Keras is not loaded here, so each worker still loads its backend.
-    # With threads about (a second group), a fresh process instead.
-    how = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
-    spawn = multiprocessing.get_context(how)
+    # From the forkserver that loaded Keras, the data and MLflow as the sweep started
+    # (sweeps.forkserver), where there is one for this backend. Otherwise forked from this
+    # process while no thread of ours runs (the store is served only once they are started):
+    # a worker then has Hydra, MLflow and our modules already imported. With threads about (a
+    # second group), a fresh process.
+    spawn = forkserver.context(group.backend)
+    if spawn is None:
+        how = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
+        spawn = multiprocessing.get_context(how)
     tasks, results = spawn.Queue(), spawn.Queue()
     for idx, job_cfg in group.jobs:
         with open_dict(job_cfg):
@@ -165,9 +171,12 @@ def run_group(
         tasks.put((idx, cloudpickle.dumps(job_cfg)))
     for _ in range(group.workers):
         tasks.put(None)
-    payload = cloudpickle.dumps((context, task_function, state))
+    # This process's environment as it is now (the parent run, the served store), which a
+    # forkserver's worker would not have: it was started before them.
+    environment = dict(os.environ)
+    payload = cloudpickle.dumps((context, task_function, state, environment, group.threads))
     workers = [
-        spawn.Process(target=work, args=(payload, tasks, results, os.getpid()), daemon=False)
+        spawn.Process(target=work, args=(payload, tasks, results), daemon=False)
         for _ in range(group.workers)
     ]
     for worker in workers:
@@ -192,6 +201,8 @@ def run_group(
                 continue
             if kind == "started":
                 running[pid] = idx
+            elif kind == "progress":
+                progress.job_ended(*pickled)
             else:
                 running.pop(pid, None)
                 returns[idx] = cloudpickle.loads(pickled)
@@ -216,13 +227,16 @@ def lost_job(idx: int, job_cfg: DictConfig, worker: Any) -> JobReturn:
     return ret
 
 
-def work(payload: bytes, tasks: Any, results: Any, parent: int) -> None:
+def work(payload: bytes, tasks: Any, results: Any) -> None:
     """A worker: jobs from `tasks` until the None meant for it; then its logging is finished."""
     import cloudpickle
 
     try:
-        context, task_function, state = cloudpickle.loads(payload)
-        stop_when_orphaned(parent)
+        stop_when_orphaned(os.getppid())
+        context, task_function, state, environment, threads = cloudpickle.loads(payload)
+        os.environ.update(environment)
+        # Keras may be loaded already (a forkserver's worker), but JAX has not computed yet.
+        backend.set_jax_threads(threads)
         setup_globals()
         Singleton.set_state(state)
         take_jobs(context, task_function, tasks, results)
@@ -238,6 +252,9 @@ def work(payload: bytes, tasks: Any, results: Any, parent: int) -> None:
 
 def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: Any) -> None:
     import cloudpickle
+
+    # The launching process counts the jobs as they end, in whichever worker.
+    progress.hand_to(lambda name, what: results.put(("progress", os.getpid(), None, (name, what))))
 
     while (task := tasks.get()) is not None:
         idx, job_cfg = task[0], cloudpickle.loads(task[1])
@@ -260,7 +277,8 @@ def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: An
 
 def stop_when_orphaned(parent: int) -> None:
     """A worker whose launching process died (kill -9) stops as a `kill` stops a run: its run
-    ends KILLED, to be resumed by the same command again."""
+    ends KILLED, to be resumed by the same command again. Its `parent` is the launching process
+    or the forkserver, which exits as soon as the launching process is gone."""
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -47,11 +47,7 @@ def use_backend(wanted: str, threads: int | None = None) -> None:
         os.environ["KERAS_BACKEND"] = wanted
         if wanted == JAX:
             use_jax_compilation_cache()
-            if threads:
-                # XLA's CPU client sizes its pool from NPROC when it starts (DefaultThreadPoolSize
-                # in xla/pjrt); XLA_FLAGS' intra_op_parallelism_threads no longer does (jaxlib
-                # 0.10).
-                os.environ["NPROC"] = str(threads)
+            set_jax_threads(threads)
         return
     if loaded != wanted:
         raise BackendAlreadyLoaded(
@@ -87,6 +83,16 @@ def load_keras() -> None:
     # out of the collector's sight, a full collection stops taking 0.3 s, and so does the one
     # at exit (1.8 s in a process that had imported TensorFlow).
     gc.freeze()
+
+
+def set_jax_threads(threads: int | None) -> None:
+    """Size XLA's thread pool (None: leave it at one thread per core, or as the user set it).
+    It takes effect only if JAX has not computed yet in this process: JAX may be imported, as
+    in a worker that loaded Keras before it knew its jobs (sweeps.together)."""
+    if threads:
+        # XLA's CPU client sizes its pool from NPROC when it starts (DefaultThreadPoolSize in
+        # xla/pjrt); XLA_FLAGS' intra_op_parallelism_threads no longer does (jaxlib 0.10).
+        os.environ["NPROC"] = str(threads)
 
 
 def jax_threads() -> int | None:
