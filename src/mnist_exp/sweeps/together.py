@@ -4,7 +4,8 @@ One worker process per core, each with one thread, takes jobs from a shared queu
 left. A worker keeps its process from job to job, so Python, Keras and its backend start once,
 the prepared data stays in memory (training.data) and the compiled steps come from JAX's
 compilation cache; each job's figures and model are logged on its worker's logging thread while
-the next job trains. On a CPU, one small model per core beats both threads and `jax.vmap`-ed
+the next job trains. On JAX the workers are forks of one process that loaded all that once, as
+the sweep started (sweeps.forkserver). On a CPU, one small model per core beats both threads and `jax.vmap`-ed
 members (bench/RESULTS.md): at this size a second thread or a stacked model adds about as much
 work as it shares.
 
