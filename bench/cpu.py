@@ -22,7 +22,16 @@ def cpu_line() -> str:
     has = [f for f in FLAGS_THAT_MATTER if f in flags]
     lacks = [f for f in FLAGS_THAT_MATTER if f not in flags]
     return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {' '.join(has) or 'none'}"
-            f"{'; no ' + ' '.join(lacks) if lacks else ''}.")  # fmt: skip
+            f"{'; no ' + ' '.join(lacks) if lacks else ''}.{capped()}")  # fmt: skip
+
+
+def capped() -> str:
+    """The instructions the libraries were told to stop at, if any: a CPU without AVX-512 is
+    imitated on one that has it by capping XLA's code generator and oneDNN's kernels (only
+    their instructions: caches, clocks and the rest are still this CPU's)."""
+    caps = [f"XLA_FLAGS={v}" for v in [os.environ.get("XLA_FLAGS", "")] if "max_isa" in v]
+    caps += [f"ONEDNN_MAX_CPU_ISA={v}" for v in [os.environ.get("ONEDNN_MAX_CPU_ISA")] if v]
+    return f" Instructions capped: {', '.join(caps)}." if caps else ""
 
 
 def publish(lines: list[str], results: Path) -> None:
