@@ -5,9 +5,8 @@ left. A worker keeps its process from job to job, so Python, Keras and its backe
 the prepared data stays in memory (training.data) and the compiled steps come from JAX's
 compilation cache; each job's figures and model are logged on its worker's logging thread while
 the next job trains. On JAX the workers are forks of one process that loaded all that once, as
-the sweep started (sweeps.forkserver). On a CPU, one small model per core beats both threads and `jax.vmap`-ed
-members (bench/RESULTS.md): at this size a second thread or a stacked model adds about as much
-work as it shares.
+the sweep started (sweeps.forkserver). On a CPU, one single-threaded model per core did more
+than one model on every thread or models stacked with `jax.vmap` (bench/RESULTS.md).
 
 The workers hand their logging to this process, which alone writes a local SQLite store: it
 serves the store to them over 127.0.0.1 (tracking.served_store), so no tracking server is
