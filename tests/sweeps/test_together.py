@@ -31,6 +31,14 @@ FIGURES = {"accuracy_curve.png", "loss_curve.png", "misclassified.png", "samples
            "confusion_matrix.png"}  # fmt: skip
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def steps(client, run_id: str, metric: str = "val_accuracy") -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, metric))
 
@@ -143,8 +151,9 @@ def test_auto_picks_the_fastest_backend_that_is_installed(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("killed", ["group", "launcher"])
 def test_kill_9_in_the_middle_of_a_group_then_the_same_command_finishes_every_member(
-    store, tmp_path, mnist_dir
+    store, tmp_path, mnist_dir, killed
 ):
     command = [sys.executable, "-m", "mnist_exp.run", "-m", "hydra/launcher=together",
                "seed=1,2,3", "data.limit_train=10000", "data.limit_test=300", "train.epochs=3",
@@ -164,12 +173,21 @@ def test_kill_9_in_the_middle_of_a_group_then_the_same_command_finishes_every_me
                 )
                 >= 2
             ):
-                os.killpg(first.pid, signal.SIGKILL)
+                # The launcher and its workers at once, or the launcher alone: its workers
+                # (forks of a forkserver, not its children) see it gone and stop.
+                if killed == "group":
+                    os.killpg(first.pid, signal.SIGKILL)
+                else:
+                    os.kill(first.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
         first.communicate(timeout=60)
+        left = time.monotonic() + 20
+        while time.monotonic() < left and group_alive(first.pid):
+            time.sleep(0.2)
+        assert not group_alive(first.pid), "a worker or the forkserver outlived its launcher"
     finally:
-        if first.poll() is None:
+        if group_alive(first.pid):
             os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == -9
 

@@ -43,6 +43,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from mnist_exp.config import validate
+from mnist_exp.names import SERVED_AT_ENV
 from mnist_exp.sweeps import forkserver, progress
 from mnist_exp.sweeps.job import InvalidSweep
 from mnist_exp.tracking import background
@@ -180,7 +181,7 @@ def run_group(
     environment = dict(os.environ)
     payload = cloudpickle.dumps((context, task_function, state, environment, group.threads))
     workers = [
-        spawn.Process(target=work, args=(payload, tasks, results), daemon=False)
+        spawn.Process(target=work, args=(payload, tasks, results, os.getpid()), daemon=False)
         for _ in range(group.workers)
     ]
     for worker in workers:
@@ -231,12 +232,12 @@ def lost_job(idx: int, job_cfg: DictConfig, worker: Any) -> JobReturn:
     return ret
 
 
-def work(payload: bytes, tasks: Any, results: Any) -> None:
+def work(payload: bytes, tasks: Any, results: Any, launcher: int) -> None:
     """A worker: jobs from `tasks` until the None meant for it; then its logging is finished."""
     import cloudpickle
 
     try:
-        stop_when_orphaned(os.getppid())
+        stop_when_orphaned(launcher)
         context, task_function, state, environment, threads = cloudpickle.loads(payload)
         os.environ.update(environment)
         # Keras may be loaded already (a forkserver's worker), but JAX has not computed yet.
@@ -279,14 +280,36 @@ def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: An
         results.put(("done", os.getpid(), idx, pickled))
 
 
-def stop_when_orphaned(parent: int) -> None:
+def stop_when_orphaned(launcher: int) -> None:
     """A worker whose launching process died (kill -9) stops as a `kill` stops a run: its run
-    ends KILLED, to be resumed by the same command again. Its `parent` is the launching process
-    or the forkserver, which exits as soon as the launching process is gone."""
+    ends KILLED, to be resumed by the same command again. The launching process is watched
+    itself, not this one's parent: a forkserver's worker is its child, and the forkserver lives
+    as long as any worker does."""
+    import psutil
+
+    try:
+        process = psutil.Process(launcher)  # tells a later process that reuses its pid
+    except psutil.NoSuchProcess:
+        process = None
+
+    def alive() -> bool:
+        try:  # a zombie is dead, only not yet reaped
+            return (
+                process is not None
+                and process.is_running()
+                and process.status() != psutil.STATUS_ZOMBIE
+            )
+        except psutil.NoSuchProcess:
+            return False
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(1)
+        if os.environ.get(SERVED_AT_ENV):
+            # The store it served is gone with it: nothing can be recorded, so nothing is
+            # waited for. The run stays RUNNING until the next command finds its process gone,
+            # ends it and resumes it from its checkpoint.
+            os._exit(1)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
         os._exit(1)
