@@ -19,8 +19,8 @@ from mnist_exp.names import SWEEP_JOBS_ENV, SWEEP_START_ENV
 
 log = logging.getLogger("mnist_exp")
 
-_handed_to: Callable[[str, str], None] | None = None  # a worker's: the launching process
-_ended = 0  # the launching process's count of the jobs whose line it was handed
+_handed_to: Callable[[str, str, float], None] | None = None  # a worker's: the launcher
+_ended: list[float] = []  # the launching process's: the seconds of each job that has ended
 
 
 def sweep_started() -> None:
@@ -32,15 +32,14 @@ def sweep_has(jobs: int) -> None:
 
 
 def sweep_ended() -> None:
-    global _ended
-    _ended = 0
+    _ended.clear()
     for name in (SWEEP_JOBS_ENV, SWEEP_START_ENV):
         os.environ.pop(name, None)
 
 
-def line(done: int, total: int, name: str, what: str, elapsed: float) -> str:
-    """`[done/total] name: what; about N s left`, the time left from the pace so far."""
-    rest = "done" if done >= total else f"about {elapsed / done * (total - done):.0f} s left"
+def line(done: int, total: int, name: str, what: str, left: float) -> str:
+    """`[done/total] name: what; about N s left`."""
+    rest = "done" if done >= total else f"about {left:.0f} s left"
     return f"[{done}/{total}] {name}: {what}; {rest}"
 
 
@@ -57,28 +56,28 @@ def job_done(position: int, name: str, value: object, seconds: float, skipped: s
     else:
         what = f"did not finish (see its run) after {seconds:.0f} s"
     if _handed_to is not None:
-        _handed_to(name, what)
-    else:
-        _say(min(position + 1, total), name, what)
+        _handed_to(name, what, seconds)
+        return
+    done = min(position + 1, total)
+    elapsed = time.time() - float(os.environ.get(SWEEP_START_ENV, time.time()))
+    # One job at a time: the pace so far.
+    log.info("%s", line(done, total, name, what, elapsed / done * (total - done)))
 
 
-def hand_to(report: Callable[[str, str], None]) -> None:
-    """In a worker whose jobs end out of order: each job's (name, what) goes to `report`, for
-    the launching process to say with `job_ended`."""
+def hand_to(report: Callable[[str, str, float], None]) -> None:
+    """In a worker whose jobs end out of order: each job's (name, what, seconds) goes to
+    `report`, for the launching process to say with `job_ended`."""
     global _handed_to
     _handed_to = report
 
 
-def job_ended(name: str, what: str) -> None:
+def job_ended(name: str, what: str, seconds: float, workers: int) -> None:
     """In the launching process: a worker's job has ended; its line, counted in the order the
-    jobs ended."""
-    global _ended
-    _ended += 1
-    _say(_ended, name, what)
-
-
-def _say(done: int, name: str, what: str) -> None:
+    jobs ended. The time left is the jobs left at the mean job's seconds, `workers` at a time
+    (the pace since the sweep started would count its start-up once per job ended)."""
     total = int(os.environ.get(SWEEP_JOBS_ENV, "0"))
+    _ended.append(seconds)
     if total:
-        elapsed = time.time() - float(os.environ.get(SWEEP_START_ENV, time.time()))
-        log.info("%s", line(min(done, total), total, name, what, elapsed))
+        done = min(len(_ended), total)
+        left = sum(_ended) / len(_ended) * (total - done) / max(1, workers)
+        log.info("%s", line(done, total, name, what, left))

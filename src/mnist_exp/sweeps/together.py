@@ -207,7 +207,7 @@ def run_group(
             if kind == "started":
                 running[pid] = idx
             elif kind == "progress":
-                progress.job_ended(*pickled)
+                progress.job_ended(*pickled, workers=group.workers)
             else:
                 running.pop(pid, None)
                 returns[idx] = cloudpickle.loads(pickled)
@@ -259,7 +259,7 @@ def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: An
     import cloudpickle
 
     # The launching process counts the jobs as they end, in whichever worker.
-    progress.hand_to(lambda name, what: results.put(("progress", os.getpid(), None, (name, what))))
+    progress.hand_to(lambda *line: results.put(("progress", os.getpid(), None, line)))
 
     while (task := tasks.get()) is not None:
         idx, job_cfg = task[0], cloudpickle.loads(task[1])
