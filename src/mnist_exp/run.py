@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_exp import tracked_run
-from mnist_exp.cli import exit_quickly, stop_on_sigterm
+from mnist_exp.cli import stop_on_sigterm
 from mnist_exp.composition import CONF_DIR
 from mnist_exp.config import validate
 from mnist_exp.errors import UserError
@@ -95,7 +95,6 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
 
 def command() -> None:
     """`python -m mnist_exp.run` and the `mnist-exp-run` command."""
-    exit_quickly()
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
