@@ -7,8 +7,8 @@ Alternating within one invocation, each command whole and in a fresh store:
   (1) python -m mnist_exp.run +experiment=baseline seed=1           one run
   (2) ... -m hydra/launcher=together seed=1,...,N                    N seeds together
   (3) ... -m seed=1,...,N                                            N seeds one after another
-Wall time is the whole command's; fit seconds, test accuracy and each run's time beyond its fit
-(data, evaluation, figures, model, MLflow) come from the runs MLflow recorded. Ratios are
+Wall time is the whole command's; fit seconds, test accuracy, each job's time beyond its fit in
+its process and each run's logging CPU come from the runs MLflow recorded. Ratios are
 against (1) of the same round, so a busy machine slows both sides alike. Appends to RESULTS.md.
 """
 
@@ -52,15 +52,22 @@ def recorded(store: Path) -> list[dict]:
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     exp = client.get_experiment_by_name("mnist")
     runs = [r for r in client.search_runs([exp.experiment_id]) if "seed" in r.data.params]
-    # A run's logging starts with its test metrics (tracking.outcome) and ends with the run.
-    logged = {r.info.run_id: client.get_metric_history(r.info.run_id, "test_accuracy")[-1].timestamp
-              for r in runs}  # fmt: skip
     return [{"seed": int(r.data.params["seed"]), "fit": r.data.metrics["fit_seconds"],
-             "acc": r.data.metrics["test_accuracy"],
-             "beyond_fit": (r.info.end_time - r.info.start_time) / 1000
-             - r.data.metrics["fit_seconds"],
-             "logging": (r.info.end_time - logged[r.info.run_id]) / 1000}
+             "acc": r.data.metrics["test_accuracy"], "pid": r.data.tags["pid"],
+             "start": r.info.start_time / 1000,
+             "logging_cpu": r.data.metrics["logging_cpu_seconds"]}
             for r in runs]  # fmt: skip
+
+
+def beyond_fit(runs: list[dict]) -> list[float]:
+    """Each job's seconds beyond its fit in the process that ran it: from its run's start to the
+    start of that process's next run, less its fit (evaluation, handing its logging over, the
+    next job's set-up, and the logging's share of the process). Jobs with a next one only."""
+    by_process: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: r["start"]):
+        by_process.setdefault(run["pid"], []).append(run)
+    return [b["start"] - a["start"] - a["fit"] for jobs in by_process.values()
+            for a, b in zip(jobs, jobs[1:], strict=False)]  # fmt: skip
 
 
 def median_ratios(rows: list[tuple]) -> str:
@@ -90,9 +97,10 @@ def main() -> None:
                 runs = recorded(Path(tmp))
             single = single or wall
             accuracies.setdefault(name, {}).update({r["seed"]: r["acc"] for r in runs})
+            beyond = beyond_fit(runs)
             rows.append((round_, name, wall, wall / single, statistics.mean(r["fit"] for r in runs),
-                         statistics.mean(r["beyond_fit"] for r in runs),
-                         statistics.mean(r["logging"] for r in runs)))  # fmt: skip
+                         statistics.mean(beyond) if beyond else float("nan"),
+                         statistics.mean(r["logging_cpu"] for r in runs)))  # fmt: skip
             print(f"  wall {wall:.1f} s ({wall / single:.2f}x one run)", flush=True)
     lines = [
         f"\n## Seeds at the price of one run ({time.strftime('%Y-%m-%d %H:%M')})\n",
@@ -100,18 +108,21 @@ def main() -> None:
         f"epochs, train.backend=auto), each command whole, in a fresh store. {cpu_line()} Load "
         f"average before: {' '.join(f'{x:.2f}' for x in load_before)}, after: "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.\n",
-        "| round | command | wall s | ÷ one run | fit s per run | s per run beyond its fit | "
-        "of which logging |",
+        "| round | command | wall s | ÷ one run | fit s per run | s per job beyond its fit | "
+        "logging CPU s per run |",
         "|---:|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {b:.1f} | {g:.2f} |"
+            f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {'–' if b != b else f'{b:.2f}'} | "
+            f"{g:.2f} |"
             for r, n, w, x, f, b, g in rows
         ),  # fmt: skip
         "",
-        f"Median ÷ one run: {median_ratios(rows)}. *Beyond its fit*: from the run's start to its "
-        "end, less its fit (data, evaluation, logging; with `together` the logging overlaps the "
-        "worker's next fit). *Of which logging*: from its test metrics to its end (the five "
-        "figures, the model, the run log), wall time.",
+        f"Median ÷ one run: {median_ratios(rows)}. *Beyond its fit*: in the process that ran "
+        "the job, from its run's start to that process's next run's start, less its fit "
+        "(evaluation, handing the logging over, the next job's set-up, and whatever the logging "
+        "thread took from it); jobs with a next one only. *Logging CPU*: the run's "
+        "`logging_cpu_seconds`, the CPU time of the thread that logged its test metrics, five "
+        "figures, model and run log.",
         "",
         "Test accuracy per seed (the same seed must give the same model either way):",
         "",

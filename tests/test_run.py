@@ -111,6 +111,7 @@ def test_run_records_params_metrics_and_artifacts(run_cli, store, mnist, backend
     (logged,) = client.get_run(run.info.run_id).outputs.model_outputs
     assert client.get_logged_model(logged.model_id).name == "model"
     assert 0 < run.data.metrics["log_model_seconds"] < 30
+    assert 0 < run.data.metrics["logging_cpu_seconds"] < 30
     assert "MNIST loaded from cache" in artifact_text(client, run, "run.log")
     assert "Done: test_accuracy=" in artifact_text(client, run, "run.log")
 

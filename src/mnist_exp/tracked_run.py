@@ -241,8 +241,8 @@ def _train_and_log(typed, config, name, threads, log_path, background, trial, ta
         trained = outcome.Outcome(
             metrics=metrics,
             history=fitted.history,
-            sample_images=mnist.x_train[:25],
-            sample_labels=mnist.y_train[:25],
+            sample_images=mnist.x_train[: outcome.SAMPLES],
+            sample_labels=mnist.y_train[: outcome.SAMPLES],
             x_test=prepared.x_test,
             y_test=prepared.y_test,
             probabilities=probabilities,

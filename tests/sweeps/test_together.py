@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,11 @@ def test_five_seeds_together_are_five_complete_runs_equal_to_each_seed_alone(run
         names = {a.path for a in client.list_artifacts(member.info.run_id)}
         assert FIGURES | {"config.yaml", "model_summary.txt", "run.log"} <= names
         assert "JAX threads: 1" in artifact_text(client, member, "run.log")
+        assert 0 < member.data.metrics["logging_cpu_seconds"] < 30
+    # The same first training images in every member: samples.png drawn once, in the forkserver.
+    samples = {Path(client.download_artifacts(m.info.run_id, "samples.png")).read_bytes()
+               for m in members}  # fmt: skip
+    assert len(samples) == 1
     # Two at a time, for real.
     spans = sorted((m.info.start_time, m.info.end_time) for m in members)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))

@@ -8,10 +8,14 @@ always complete, and one cut short is trained again by a re-run of its sweep.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,17 +44,39 @@ class Outcome:
     run_log: str | None  # the run's console output, up to its "Done" line
 
 
+# How many of the first training images samples.png shows.
+SAMPLES = 25
+# samples.png by what it shows: the same first training images in every run on the same data.
+_samples_drawn: dict[bytes, bytes] = {}
+
+
+def samples_png(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """samples.png as PNG bytes, drawn once per process for the same images: every job of a
+    sweep logs the same figure, and it was a fifth of the figures' CPU (bench/RESULTS.md)."""
+    key = hashlib.sha256(images.tobytes() + labels.tobytes()).digest()
+    if key not in _samples_drawn:
+        buffer = io.BytesIO()
+        plots.sample_grid(images, labels).savefig(buffer, format="png")
+        _samples_drawn[key] = buffer.getvalue()
+    return _samples_drawn[key]
+
+
 def log_outcome(run_id: str, outcome: Outcome) -> None:
-    """Log all of `outcome` into run `run_id`."""
+    """Log all of `outcome` into run `run_id`; then the CPU seconds that took, as the run's
+    logging_cpu_seconds (of this thread: a sweep's next job trains on another)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    cpu = time.thread_time()
     client = MlflowClient()
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in outcome.metrics.items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = Path(tmp) / "samples.png"
+        samples.write_bytes(samples_png(outcome.sample_images, outcome.sample_labels))
+        client.log_artifact(run_id, str(samples))
     confusion = train.confusion_matrix(outcome.y_test, outcome.probabilities)
     figures = {
-        "samples.png": lambda: plots.sample_grid(outcome.sample_images, outcome.sample_labels),
         "accuracy_curve.png": lambda: plots.accuracy_curve(outcome.history),
         "loss_curve.png": lambda: plots.loss_curve(outcome.history),
         "confusion_matrix.png": lambda: plots.confusion_matrix(confusion),
@@ -66,6 +92,7 @@ def log_outcome(run_id: str, outcome: Outcome) -> None:
     tracked_model.log_model(outcome.model, examples, outcome.probabilities[:2], run_id)
     if outcome.run_log is not None:
         client.log_text(run_id, outcome.run_log, "run.log")
+    client.log_metric(run_id, "logging_cpu_seconds", time.thread_time() - cpu)
 
 
 def log_and_end(run_id: str, run_name: str, outcome: Outcome) -> bool:
