@@ -16,7 +16,7 @@ import pytest
 
 from mnist_exp import config
 from mnist_exp.config import Backend, validate
-from mnist_exp.sweeps.together import plan
+from mnist_exp.sweeps.together import plan, workers_for
 from tests.helpers import (
     artifact_text,
     assert_clean_error,
@@ -51,8 +51,11 @@ def test_five_seeds_together_are_five_complete_runs_equal_to_each_seed_alone(run
 
     done = run_cli("-m", "hydra/launcher=together", "seed=1,2,3,4,5", *SMALL, *store.overrides)
     assert done.returncode == 0, done.stdout
-    assert ("5 job(s) on 2 worker(s), 1 thread(s) each, Keras on jax (loaded once for them all)"
-            in done.stdout)  # fmt: skip
+    cores = os.cpu_count()
+    workers = workers_for(5, cores)
+    shared = f" sharing {cores} cores" if workers > cores else ""
+    assert (f"5 job(s) on {workers} worker(s){shared}, 1 thread(s) each, Keras on jax (loaded "
+            "once for them all)" in done.stdout)  # fmt: skip
     # Counted as they end, whichever worker ran them: 1 to 5, once each, the last one "done".
     counted = re.findall(r"\[(\d)/5\] dense-h128 .*seed=\d: val 0\.\d+ in \d+ s; (.*)", done.stdout)
     assert [int(n) for n, _ in counted] == [1, 2, 3, 4, 5]
@@ -139,6 +142,20 @@ def test_a_job_asking_for_more_threads_than_a_worker_has_runs_alone(monkeypatch)
     # One job left: a worker of its own with every core.
     (group,) = plan(jobs[:1], workers=2, cores=2)
     assert (group.workers, group.threads) == (1, None)
+
+
+def test_workers_fill_the_cores_to_the_end_of_a_sweep(monkeypatch):
+    # Alike jobs on 2 cores: one worker per core leaves a core idle beside the last of an odd
+    # count, so three share them (2.5 jobs' time for five, not 3); never more than two per core.
+    assert [workers_for(jobs, 2) for jobs in (1, 2, 3, 4, 5, 6, 15)] == [1, 2, 3, 2, 3, 2, 3]
+    assert {workers_for(jobs, 1) for jobs in range(1, 9)} == {1}
+    assert max(workers_for(jobs, 4) for jobs in range(1, 40)) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    jobs = [(i, compose_config(f"seed={i}", hydra=True)) for i in range(5)]
+    (group,) = plan(jobs, workers=None, cores=2)
+    assert (group.workers, group.threads) == (3, 1)
+    (group,) = plan(jobs, workers=2, cores=2)  # hydra.launcher.workers=2
+    assert (group.workers, group.threads) == (2, 1)
 
 
 def test_auto_picks_the_fastest_backend_that_is_installed(monkeypatch):

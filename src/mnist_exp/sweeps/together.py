@@ -1,12 +1,14 @@
 """hydra/launcher=together: a sweep of small jobs (seeds above all) fills the machine.
 
-One worker process per core, each with one thread, takes jobs from a shared queue until none are
-left. A worker keeps its process from job to job, so Python, Keras and its backend start once,
-the prepared data stays in memory (training.data) and the compiled steps come from JAX's
-compilation cache; each job's figures and model are logged on its worker's logging thread while
-the next job trains. On JAX the workers are forks of one process that loaded all that once, as
-the sweep started (sweeps.forkserver). On a CPU, one single-threaded model per core did more
-than one model on every thread or models stacked with `jax.vmap` (bench/RESULTS.md).
+Single-threaded worker processes take jobs from a shared queue until none are left: one per
+core, or more where that ends the sweep sooner (`workers_for`: three for five seeds on 2 cores,
+so the last job does not train beside an idle core). A worker keeps its process from job to
+job, so Python, Keras and its backend start once, the prepared data stays in memory
+(training.data) and the compiled steps come from JAX's compilation cache; each job's figures and
+model are logged on its worker's logging thread while the next job trains. On JAX the workers
+are forks of one process that loaded all that once, as the sweep started (sweeps.forkserver). On
+a CPU, single-threaded models side by side did more than one model on every thread or models
+stacked with `jax.vmap` (bench/RESULTS.md).
 
 The workers hand their logging to this process, which alone writes a local SQLite store: it
 serves the store to them over 127.0.0.1 (tracking.served_store), so no tracking server is
@@ -59,7 +61,8 @@ log = logging.getLogger("mnist_exp")
 @dataclass
 class TogetherLauncherConf:
     _target_: str = "hydra_plugins.mnist_exp_sweeper.together_launcher.TogetherLauncher"
-    # Worker processes; null: one per core.
+    # Worker processes; null: as many as finish the jobs soonest, one or two per core
+    # (sweeps.together.workers_for).
     workers: int | None = None
     # Filled in for each job by the launcher: its worker's threads (sweeps.launchers).
     cores_per_worker: int | None = None
@@ -80,13 +83,30 @@ class Group:
     jobs: list[tuple[int, DictConfig]] = field(default_factory=list)
 
 
-def plan(jobs: list[tuple[int, DictConfig]], workers: int, cores: int) -> list[Group]:
+def workers_for(jobs: int, cores: int) -> int:
+    """How many single-threaded workers finish `jobs` alike jobs (seeds of one config) soonest
+    on `cores` cores: the fewest with the shortest makespan, at most two per core. Jobs run in
+    waves of one per worker, and a wave of w jobs takes max(1, w / cores) jobs' time, the
+    cores shared among them. Five seeds on 2 cores: 3 workers, 2.5 jobs' time (three at once,
+    then two), where one per core takes 3 (two, two, then one alone beside an idle core);
+    measured, 22.1-22.4 s against 24.5-25.0 s (bench/RESULTS.md). Four seeds: 2 workers."""
+
+    def makespan(workers: int) -> float:
+        waves, left = divmod(jobs, workers)
+        return waves * max(1.0, workers / cores) + (max(1.0, left / cores) if left else 0.0)
+
+    return min(range(1, max(1, min(jobs, 2 * cores)) + 1), key=lambda w: (makespan(w), w))
+
+
+def plan(jobs: list[tuple[int, DictConfig]], workers: int | None, cores: int) -> list[Group]:
     """The jobs that go together first, in single-threaded workers (or fewer threads), then the
-    ones that cannot, one at a time; a line for each of those saying why."""
+    ones that cannot, one at a time; a line for each of those saying why. `workers`: how many,
+    or None for `workers_for` each group."""
     together: dict[str, list] = {}
     alone: list[Group] = []
     first_backend = None
-    share = max(1, cores // max(1, min(workers, len(jobs))))  # a worker's cores
+    count = workers or workers_for(len(jobs), cores)
+    share = max(1, cores // max(1, min(count, len(jobs))))  # a worker's cores
     for idx, job_cfg in jobs:
         typed = validate(job_cfg)
         backend = typed.train.backend.value
@@ -103,7 +123,7 @@ def plan(jobs: list[tuple[int, DictConfig]], workers: int, cores: int) -> list[G
         if backend != first_backend:
             log.info("%d job(s) on %s run after the %s ones: a process runs Keras on one "
                      "backend", len(members), backend, first_backend)  # fmt: skip
-        n = max(1, min(workers, len(members)))
+        n = min(workers, len(members)) if workers else workers_for(len(members), cores)
         groups.append(Group(backend, max(1, cores // n) if n > 1 else None, n, members))
     return groups + alone
 
@@ -140,7 +160,7 @@ class TogetherLauncher(Launcher):
                 job_cfg.hydra.job.id = f"{job_cfg.hydra.job.name}_{idx}"
                 job_cfg.hydra.job.num = idx
             jobs.append((idx, job_cfg))
-        groups = plan(jobs, self.workers or cores, cores)
+        groups = plan(jobs, self.workers, cores)
         # Only what run_job uses of the context: the loader holds this sweep's sweeper.
         context = HydraContext(config_loader=None, callbacks=self.hydra_context.callbacks)
         uri, artifacts = self.config.tracking.uri, self.config.tracking.get("artifact_location")
@@ -153,9 +173,11 @@ class TogetherLauncher(Launcher):
                 serving.start()
             for group in groups:
                 preloaded = forkserver.context(group.backend) is not None
-                log.info("%d job(s) on %d worker(s), %s thread(s) each, Keras on %s%s",
-                         len(group.jobs), group.workers, group.threads or "all", group.backend,
-                         " (loaded once for them all)" if preloaded else "")  # fmt: skip
+                shared = f" sharing {cores} cores" if group.workers > cores else ""
+                loaded = " (loaded once for them all)" if preloaded else ""
+                log.info("%d job(s) on %d worker(s)%s, %s thread(s) each, Keras on %s%s",
+                         len(group.jobs), group.workers, shared, group.threads or "all",
+                         group.backend, loaded)  # fmt: skip
                 state = Singleton.get_state()
                 returns.update(run_group(group, context, self.task_function, state, serving))
         return [returns[idx] for idx, _ in jobs]
