@@ -56,7 +56,8 @@ def samples_png(images: np.ndarray, labels: np.ndarray) -> bytes:
     key = hashlib.sha256(images.tobytes() + labels.tobytes()).digest()
     if key not in _samples_drawn:
         buffer = io.BytesIO()
-        plots.sample_grid(images, labels).savefig(buffer, format="png")
+        with plots.drawing_quickly():
+            plots.sample_grid(images, labels).savefig(buffer, format="png")
         _samples_drawn[key] = buffer.getvalue()
     return _samples_drawn[key]
 
@@ -84,8 +85,9 @@ def log_outcome(run_id: str, outcome: Outcome) -> None:
             outcome.x_test, outcome.y_test, outcome.probabilities, outcome.misclassified_tiles
         ),
     }
-    for name, figure in figures.items():
-        client.log_figure(run_id, figure(), name)
+    with plots.drawing_quickly():
+        for name, figure in figures.items():
+            client.log_figure(run_id, figure(), name)
     described = {"rows": "true digit", "columns": "predicted digit", "counts": confusion.tolist()}
     client.log_dict(run_id, described, CONFUSION_MATRIX_FILE)
     examples = outcome.x_test[:2]
