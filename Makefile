@@ -82,9 +82,10 @@ test: data  ## the whole suite, slow tests included (what CI runs)
 test-fast: data  ## skip the tests that train or sweep
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
-bench: data  ## tutorial code vs mnist_exp.run (train.backend=auto, and the other backend for the dense net), one seed vs five together, then quick look + quick sweep overhead (long: trains the CNN 3 times); writes bench/RESULTS.md
+bench: data  ## tutorial code vs mnist_exp.run (train.backend=auto, and the other backend for the dense net), one seed vs five together, a run's figures, then quick look + quick sweep overhead (long: trains the CNN 3 times); writes bench/RESULTS.md
 	$(PY) bench/bench.py
 	$(PY) bench/seeds_together.py
+	$(PY) bench/figures.py
 	$(PY) bench/overhead.py --backends tensorflow jax
 
 bench-seeds: data  ## the baseline once vs five seeds with hydra/launcher=together vs one after another; appends to bench/RESULTS.md
