@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cpu import cpu_line, publish  # noqa: E402
 
+from mnist_exp.composition import default_config  # noqa: E402
 from mnist_exp.training import plots, train  # noqa: E402
 from mnist_exp.training.mnist import load_mnist  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
-    drawn = figures(load_mnist(ROOT / "data"))
+    drawn = figures(load_mnist(default_config().data.cache_dir))
     for draw in drawn.values():  # fonts and caches loaded before anything is timed
         cpu_ms(draw, False, 1)
     times: dict[tuple[str, bool], list[float]] = {}
