@@ -89,7 +89,8 @@ def workers_for(jobs: int, cores: int) -> int:
     waves of one per worker, and a wave of w jobs takes max(1, w / cores) jobs' time, the
     cores shared among them. Five seeds on 2 cores: 3 workers, 2.5 jobs' time (three at once,
     then two), where one per core takes 3 (two, two, then one alone beside an idle core);
-    measured, 22.1-22.4 s against 24.5-25.0 s (bench/RESULTS.md). Four seeds: 2 workers."""
+    measured side by side, 22.1-22.4 s against 24.5-25.0 s (docs/speed.md). Four seeds: 2
+    workers."""
 
     def makespan(workers: int) -> float:
         waves, left = divmod(jobs, workers)
