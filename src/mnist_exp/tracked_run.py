@@ -160,7 +160,7 @@ def _train_and_log(typed, config, name, threads, log_path, background, trial, ta
                    found: Resume) -> TrainedRun:  # fmt: skip
     # Here, not at the top: these import Keras, which `prepare` must set up first.
     from mnist_exp.tracking import outcome
-    from mnist_exp.training import models, train
+    from mnist_exp.training import models, plots, train
     from mnist_exp.training.checkpoint import Checkpoint, CheckpointUnreadable
 
     resume, checkpoint = found.run, found.checkpoint
@@ -241,8 +241,8 @@ def _train_and_log(typed, config, name, threads, log_path, background, trial, ta
         trained = outcome.Outcome(
             metrics=metrics,
             history=fitted.history,
-            sample_images=mnist.x_train[: outcome.SAMPLES],
-            sample_labels=mnist.y_train[: outcome.SAMPLES],
+            sample_images=mnist.x_train[: plots.SAMPLES],
+            sample_labels=mnist.y_train[: plots.SAMPLES],
             x_test=prepared.x_test,
             y_test=prepared.y_test,
             probabilities=probabilities,

@@ -8,11 +8,12 @@ import matplotlib.image
 import numpy as np
 
 from mnist_exp.tracking import outcome
+from mnist_exp.training import plots
 
 
 def test_samples_png_is_drawn_once_for_the_same_images_and_anew_for_others():
-    images = np.random.default_rng(0).random((outcome.SAMPLES, 28, 28)).astype(np.float32)
-    labels = np.arange(outcome.SAMPLES) % 10
+    images = np.random.default_rng(0).random((plots.SAMPLES, 28, 28)).astype(np.float32)
+    labels = np.arange(plots.SAMPLES) % 10
     first = outcome.samples_png(images, labels)
     # Equal arrays, not the same objects: another job's slice of the same data.
     assert outcome.samples_png(images.copy(), labels.copy()) is first

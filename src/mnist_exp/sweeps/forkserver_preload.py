@@ -23,14 +23,14 @@ def _load() -> None:
     from matplotlib.backends import backend_agg  # noqa: F401
 
     from mnist_exp.tracking import outcome, tracked_model
-    from mnist_exp.training import models, train  # noqa: F401
+    from mnist_exp.training import models, plots, train  # noqa: F401
 
     tracked_model.warm_up()
     if (Path(wanted["cache_dir"]).expanduser() / CACHE_FILE).is_file():
         mnist, _ = data.load_prepared(wanted["cache_dir"], tuple(wanted["sources"]),
                                       wanted["limit_train"], wanted["limit_test"])  # fmt: skip
         # The figure every job logs the same (matplotlib only: nothing computes on JAX here).
-        outcome.samples_png(mnist.x_train[: outcome.SAMPLES], mnist.y_train[: outcome.SAMPLES])
+        outcome.samples_png(mnist.x_train[: plots.SAMPLES], mnist.y_train[: plots.SAMPLES])
 
 
 logging.disable(logging.INFO)

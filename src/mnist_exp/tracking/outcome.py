@@ -14,11 +14,13 @@ import logging
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from mnist_exp.names import CONFUSION_MATRIX_FILE
 from mnist_exp.tracking import runs, tracked_model
@@ -44,8 +46,6 @@ class Outcome:
     run_log: str | None  # the run's console output, up to its "Done" line
 
 
-# How many of the first training images samples.png shows.
-SAMPLES = 25
 # samples.png by what it shows: the same first training images in every run on the same data.
 _samples_drawn: dict[bytes, bytes] = {}
 
@@ -60,6 +60,19 @@ def samples_png(images: np.ndarray, labels: np.ndarray) -> bytes:
             plots.sample_grid(images, labels).savefig(buffer, format="png")
         _samples_drawn[key] = buffer.getvalue()
     return _samples_drawn[key]
+
+
+def drawn_per_run(outcome: Outcome, confusion: np.ndarray) -> dict[str, Callable[[], Figure]]:
+    """The figures each run draws of its own, by file name (samples.png aside: `samples_png`);
+    `confusion`, its confusion matrix."""
+    return {
+        "accuracy_curve.png": lambda: plots.accuracy_curve(outcome.history),
+        "loss_curve.png": lambda: plots.loss_curve(outcome.history),
+        "confusion_matrix.png": lambda: plots.confusion_matrix(confusion),
+        "misclassified.png": lambda: plots.misclassified_grid(
+            outcome.x_test, outcome.y_test, outcome.probabilities, outcome.misclassified_tiles
+        ),
+    }
 
 
 def log_outcome(run_id: str, outcome: Outcome) -> None:
@@ -77,16 +90,8 @@ def log_outcome(run_id: str, outcome: Outcome) -> None:
         samples.write_bytes(samples_png(outcome.sample_images, outcome.sample_labels))
         client.log_artifact(run_id, str(samples))
     confusion = train.confusion_matrix(outcome.y_test, outcome.probabilities)
-    figures = {
-        "accuracy_curve.png": lambda: plots.accuracy_curve(outcome.history),
-        "loss_curve.png": lambda: plots.loss_curve(outcome.history),
-        "confusion_matrix.png": lambda: plots.confusion_matrix(confusion),
-        "misclassified.png": lambda: plots.misclassified_grid(
-            outcome.x_test, outcome.y_test, outcome.probabilities, outcome.misclassified_tiles
-        ),
-    }
     with plots.drawing_quickly():
-        for name, figure in figures.items():
+        for name, figure in drawn_per_run(outcome, confusion).items():
             client.log_figure(run_id, figure(), name)
     described = {"rows": "true digit", "columns": "predicted digit", "counts": confusion.tolist()}
     client.log_dict(run_id, described, CONFUSION_MATRIX_FILE)

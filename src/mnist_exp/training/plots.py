@@ -43,7 +43,11 @@ def _image_grid(images: np.ndarray, titles: list[str], title: str, cols: int = 5
     return fig
 
 
-def sample_grid(images: np.ndarray, labels: np.ndarray, count: int = 25) -> Figure:
+# How many of the first training images samples.png shows.
+SAMPLES = 25
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, count: int = SAMPLES) -> Figure:
     """The tutorial's first figure: the first training images, with their labels."""
     titles = [f"label {int(y)}" for y in labels[:count]]
     return _image_grid(images[:count], titles, f"First {count} training images")
