@@ -338,6 +338,60 @@ def test_interrupt_marks_the_run_and_its_sweep_killed(store, tmp_path, mnist_dir
     assert child.data.metrics["val_accuracy"] > 0  # the epochs done so far are kept
 
 
+# A sweep whose Ctrl-C lands where Python drops the KeyboardInterrupt: in a __del__, as in JAX's
+# garbage-collector callback, where CI once saw it printed as "Exception ignored" and the sweep
+# trained on. `where` says before which call: the first job's training or the second job.
+SWALLOWED_CTRL_C = """
+import os, signal, sys
+from mnist_exp import run, tracked_run
+
+class Dropped:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass  # the handler raises here, and Python drops it
+
+def swallow_ctrl_c_at(call, function):
+    calls = []
+    def wrapped(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == call:
+            Dropped()
+        return function(*args, **kwargs)
+    return wrapped
+
+where = sys.argv.pop(1)
+if where == "in-a-job":
+    tracked_run.train_and_log = swallow_ctrl_c_at(1, tracked_run.train_and_log)
+else:
+    tracked_run.prepare = swallow_ctrl_c_at(2, tracked_run.prepare)
+run.command()
+"""
+
+
+@pytest.mark.parametrize("where", ["in-a-job", "between-jobs"])
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_sweep(store, tmp_path, mnist_dir, where):
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED_CTRL_C, where, "-m", "train.epochs=2", "model.hidden=8,16",
+         *TINY[:2], f"hydra.sweep.dir={tmp_path}/multirun", *store.overrides],
+        cwd=tmp_path, env=cli_env(mnist_dir), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=default_sigint, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stdout
+    assert "Interrupted by SIGINT; a run in progress is recorded as KILLED" in done.stdout
+    assert "Exception ignored" not in done.stdout and "Traceback" not in done.stdout, done.stdout
+    parent, children = parent_and_children(store.runs())
+    assert parent.info.status == "KILLED"
+    if where == "in-a-job":  # stopped before its first epoch, not after its last
+        (child,) = children
+        assert child.info.status == "KILLED", done.stdout
+        assert "val_accuracy" not in child.data.metrics
+    else:  # the first job finished; the second never started
+        assert [(c.data.params["model.hidden"], c.info.status) for c in children] == [
+            ("8", "FINISHED")
+        ], done.stdout
+
+
 @pytest.mark.parametrize("sweep", [[], ["-m", "model.hidden=8,16"]], ids=["run", "sweep"])
 def test_unreachable_tracking_server_fails_fast_before_training(run_cli, sweep):
     with socket.socket() as sock:  # a free port with nothing listening

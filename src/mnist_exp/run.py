@@ -20,8 +20,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_exp import tracked_run
-from mnist_exp.cli import stop_on_sigterm
+from mnist_exp import interrupts, tracked_run
 from mnist_exp.composition import CONF_DIR
 from mnist_exp.config import validate
 from mnist_exp.errors import UserError
@@ -67,7 +66,7 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
     threads = typed.train.threads or cores_per_job(hydra_cfg.launcher)
     # Also in a launcher's worker process, where this function is all that runs of this module.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
+        interrupts.handle()
     config = plain_dict(cfg)
     name = run_name(typed, list(hydra_cfg.overrides.task))
     # Hydra's log of this job, so the run keeps its console output too.
@@ -97,7 +96,7 @@ def command() -> None:
     """`python -m mnist_exp.run` and the `mnist-exp-run` command."""
     # Before Hydra starts: with a parallel launcher this process only waits for its workers, and
     # a SIGTERM that killed it outright would leave the sweep RUNNING and its workers training.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    interrupts.handle()
     # A log file on a disk that has filled up: its records are lost, not each one printed with a
     # traceback ("--- Logging error ---"); the console still shows them, and the error says why.
     logging.raiseExceptions = False

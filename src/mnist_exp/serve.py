@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_exp import predict
-from mnist_exp.cli import fail, stop_on_sigterm
+from mnist_exp import interrupts, predict
+from mnist_exp.cli import fail
 from mnist_exp.composition import default_config
 from mnist_exp.server import stop_group
 from mnist_exp.tracking import store
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Ctrl-C stops it even when started from a script in the background (which ignores SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGTERM, interrupts.stop)
     check_model(args.model, args.tracking_uri)
     return serve(args.model, args.tracking_uri, args.port)
 

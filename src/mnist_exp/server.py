@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
-from mnist_exp.cli import stop_on_sigterm
+from mnist_exp import interrupts
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.names import LOCAL_UI, UI_URL_ENV
 from mnist_exp.tracking import basic_auth, credentials, orphans
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGTERM, interrupts.stop)
     try:
         with tracking_server(args.store, args.port or None, auth=args.auth) as uri:
             ui = f"{uri}/#/experiments?workflowType=machine_learning"

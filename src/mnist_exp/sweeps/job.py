@@ -15,6 +15,7 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from mnist_exp import interrupts
 from mnist_exp.config import Config, ConfigError, validate
 from mnist_exp.errors import PrunedTrial
 from mnist_exp.identity import SEED
@@ -117,6 +118,7 @@ def run_job(
 
     `train` runs the job and returns its per-epoch history; `position` is Hydra's job number.
     """
+    interrupts.raise_if_received()  # one a library swallowed while the last job was finishing
     check_sweep_job(cfg)
     start = time.monotonic()
     done = None if cfg.tracking.rerun else runs.finished_run_like(config)

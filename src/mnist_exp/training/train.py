@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from mnist_exp import interrupts
 from mnist_exp.config import (
     NUM_CLASSES,
     LRSchedule,
@@ -103,6 +104,14 @@ class EpochTimer(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._start
         logs["epoch_seconds"] = seconds
         logs["train_samples_per_second"] = self.train_samples / (self._train_seconds or seconds)
+
+
+class StopIfInterrupted(keras.callbacks.Callback):
+    """Before each epoch, raises a Ctrl-C or kill that a library swallowed (mnist_exp.interrupts),
+    so the fit ends there, its last epoch kept, rather than training on to the end."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        interrupts.raise_if_received()
 
 
 def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
@@ -219,6 +228,7 @@ def fit(
         validation_split=cfg.validation_split,
         validation_batch_size=cfg.validation_batch_size,
         callbacks=[
+            StopIfInterrupted(),
             EpochTimer(training_images),
             # Stops at the first NaN batch rather than training on garbage; we raise below.
             keras.callbacks.TerminateOnNaN(),
