@@ -46,6 +46,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
+from mnist_exp import interrupts
 from mnist_exp.config import validate
 from mnist_exp.names import SERVED_AT_ENV
 from mnist_exp.sweeps import forkserver, progress
@@ -222,6 +223,7 @@ def run_group(
     configs = dict(group.jobs)
     try:
         while len(returns) < len(group.jobs):
+            interrupts.raise_if_received()  # one a library swallowed while this process waited
             try:
                 kind, pid, idx, pickled = results.get(timeout=0.5)
             except queue.Empty:
