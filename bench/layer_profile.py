@@ -61,7 +61,7 @@ def main(overrides: list[str]) -> None:
     hardware.use_onednn_if_it_pays(convolutional=cfg.model.family == "cnn")
     import keras
 
-    from mnist_exp.training import data, models, train
+    from mnist_exp.training import callbacks, data, models, train
     from mnist_exp.training.mnist import load_mnist
 
     keras.mixed_precision.set_global_policy("float32")
@@ -70,7 +70,7 @@ def main(overrides: list[str]) -> None:
     batch = cfg.train.batch_size
     mnist = load_mnist(cfg.data.cache_dir)
     prepared = data.prepare(mnist, limit_train=16_000, limit_test=100)
-    timer = train.EpochTimer(12_800)
+    timer = callbacks.EpochTimer(12_800)
     model.fit(prepared.x_train, prepared.y_train_cat, batch_size=batch, epochs=2,
               validation_split=0.2, callbacks=[timer], verbose=0)  # fmt: skip
     history = model.history.history

@@ -29,9 +29,7 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
-import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -39,22 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from mnist_exp import interrupts
 from mnist_exp.config import validate
-from mnist_exp.names import SERVED_AT_ENV
 from mnist_exp.sweeps import forkserver, progress
 from mnist_exp.sweeps.job import InvalidSweep
-from mnist_exp.tracking import background
 from mnist_exp.tracking.served_store import Serving, served
 from mnist_exp.tracking.uris import is_local_store
-from mnist_exp.training import backend
 
 log = logging.getLogger("mnist_exp")
 
@@ -189,7 +183,10 @@ def run_group(
     group: Group, context: HydraContext, task_function: Any, state: dict, serving: Serving
 ) -> dict:
     """Run a group's jobs on its workers; each job's JobReturn by its number."""
+    # Deferred: Hydra imports this launcher at every start, and these only when a group runs.
     import cloudpickle
+
+    from mnist_exp.sweeps.together_worker import work
 
     # From the forkserver that loaded Keras, the data and MLflow as the sweep started
     # (sweeps.forkserver), where there is one for this backend. Otherwise forked from this
@@ -262,88 +259,3 @@ def lost_job(idx: int, job_cfg: DictConfig, worker: Any) -> JobReturn:
     ret = JobReturn(overrides=list(job_cfg.hydra.overrides.task), cfg=job_cfg)
     ret.status, ret.return_value = JobStatus.COMPLETED, float("nan")
     return ret
-
-
-def work(payload: bytes, tasks: Any, results: Any, launcher: int) -> None:
-    """A worker: jobs from `tasks` until the None meant for it; then its logging is finished."""
-    import cloudpickle
-
-    try:
-        stop_when_orphaned(launcher)
-        context, task_function, state, environment, threads = cloudpickle.loads(payload)
-        os.environ.update(environment)
-        # Keras may be loaded already (a forkserver's worker), but JAX has not computed yet.
-        backend.set_jax_threads(threads)
-        setup_globals()
-        Singleton.set_state(state)
-        take_jobs(context, task_function, tasks, results)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C or a kill: the run in progress is recorded KILLED, the rest is said
-    background.flush()
-    # Nothing is left to do, and a process that loaded Keras takes a second to tear down.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(0)
-
-
-def take_jobs(context: HydraContext, task_function: Any, tasks: Any, results: Any) -> None:
-    import cloudpickle
-
-    # The launching process counts the jobs as they end, in whichever worker.
-    progress.hand_to(lambda *line: results.put(("progress", os.getpid(), None, line)))
-
-    while (task := tasks.get()) is not None:
-        idx, job_cfg = task[0], cloudpickle.loads(task[1])
-        results.put(("started", os.getpid(), idx, None))
-        HydraConfig.instance().set_config(job_cfg)
-        ret = run_job(
-            hydra_context=context,
-            task_function=task_function,
-            config=job_cfg,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        try:
-            pickled = cloudpickle.dumps(ret)
-        except Exception:  # an exception that cannot cross processes: its text can
-            ret.return_value = RuntimeError(str(ret._return_value))
-            pickled = cloudpickle.dumps(ret)
-        results.put(("done", os.getpid(), idx, pickled))
-
-
-def stop_when_orphaned(launcher: int) -> None:
-    """A worker whose launching process died (kill -9) stops as a `kill` stops a run: its run
-    ends KILLED, to be resumed by the same command again. The launching process is watched
-    itself, not this one's parent: a forkserver's worker is its child, and the forkserver lives
-    as long as any worker does."""
-    import psutil
-
-    try:
-        process = psutil.Process(launcher)  # tells a later process that reuses its pid
-    except psutil.NoSuchProcess:
-        process = None
-
-    def alive() -> bool:
-        try:  # a zombie is dead, only not yet reaped
-            return (
-                process is not None
-                and process.is_running()
-                and process.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.NoSuchProcess:
-            return False
-
-    def watch() -> None:
-        while alive():
-            time.sleep(1)
-        if os.environ.get(SERVED_AT_ENV):
-            # The store it served is gone with it: nothing can be recorded, so nothing is
-            # waited for. The run stays RUNNING until the next command finds its process gone,
-            # ends it and resumes it from its checkpoint.
-            os._exit(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="mnist-exp-orphan-watch", daemon=True).start()

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from mnist_exp import interrupts
 from mnist_exp.config import (
     NUM_CLASSES,
     LRSchedule,
@@ -21,6 +20,7 @@ from mnist_exp.config import (
 )
 from mnist_exp.errors import UserError
 from mnist_exp.training import backend
+from mnist_exp.training.callbacks import EpochTimer, LearningRateInLogs, StopIfInterrupted
 from mnist_exp.training.checkpoint import Checkpoint
 from mnist_exp.training.data import Prepared
 from mnist_exp.training.hardware import precision_here
@@ -67,51 +67,6 @@ def set_seed(seed: int) -> None:
     """Seeds Python, NumPy and the backend, so a config hash means one reproducible run."""
     with backend.tensorflow_left_unloaded():  # a JAX run would import TensorFlow only to seed it
         keras.utils.set_random_seed(seed)
-
-
-class LearningRateInLogs(keras.callbacks.Callback):
-    """Adds the optimizer's current `learning_rate` to each epoch's logs, as Keras's own
-    LearningRateScheduler does for the epoch-wise schedules, so a per-step schedule is tracked
-    too (the rate the last step of the epoch used)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["learning_rate"] = float(
-            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        )
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` and `train_samples_per_second` to each epoch's logs.
-
-    Like Keras's own LearningRateScheduler adding `learning_rate`: every later callback (MLflow's,
-    History) then sees them as ordinary per-epoch metrics. Throughput counts the training part
-    of the epoch only, up to the start of validation.
-    """
-
-    def __init__(self, train_samples: int):
-        super().__init__()
-        self.train_samples = train_samples
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._train_seconds = None
-
-    def on_test_begin(self, logs=None):
-        if self._train_seconds is None:
-            self._train_seconds = time.perf_counter() - self._start
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
-        logs["epoch_seconds"] = seconds
-        logs["train_samples_per_second"] = self.train_samples / (self._train_seconds or seconds)
-
-
-class StopIfInterrupted(keras.callbacks.Callback):
-    """Before each epoch, raises a Ctrl-C or kill that a library swallowed (mnist_exp.interrupts),
-    so the fit ends there, its last epoch kept, rather than training on to the end."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        interrupts.raise_if_received()
 
 
 def uses_xla(model: keras.Model, cfg: TrainConfig) -> bool:
