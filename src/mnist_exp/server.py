@@ -24,6 +24,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from mnist_exp import interrupts
+from mnist_exp.cli import options_and_the_rest
 from mnist_exp.config import PROJECT_ROOT
 from mnist_exp.names import LOCAL_UI, UI_URL_ENV
 from mnist_exp.tracking import basic_auth, credentials, orphans
@@ -148,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth", action="store_true",
                         help="users and passwords (MLflow's basic-auth app, users in STORE/auth/); "
                         "the admin's credentials go to STORE/auth/credentials")  # fmt: skip
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
-    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
+    args, command = options_and_the_rest(parser, argv)
     signal.signal(signal.SIGTERM, interrupts.stop)
     try:
         with tracking_server(args.store, args.port or None, auth=args.auth) as uri:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from mnist_exp import interrupts
-from mnist_exp.cli import fail
+from mnist_exp.cli import fail, options_and_the_rest
 from mnist_exp.names import UI_URL_ENV
 from mnist_exp.server import ServerError, run_command, tracking_server
 from mnist_exp.tracking import basic_auth, credentials, postgres
@@ -219,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path,
                         help="keep PostgreSQL's data and the artifacts here (default: a tmp "
                         "folder, removed at the end)")  # fmt: skip
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
-    args, overrides = parser.parse_args(argv[:split]), argv[split + 1 :]
+    args, overrides = options_and_the_rest(parser, argv)
     signal.signal(signal.SIGTERM, interrupts.stop)
     # A short path: PostgreSQL's unix socket lives in it, and those paths are limited to ~100.
     folder = args.dir.resolve() if args.dir else Path(tempfile.mkdtemp(prefix="team-", dir="/tmp"))
