@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_exp.errors import UserError
+from mnist_exp.training import backend
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def _read_cache(cache_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _download_with_keras(cache_dir: Path) -> dict[str, np.ndarray]:
+    backend.load_keras()  # TensorFlow's C++ start-up lines kept off the console, if it loads now
     from keras.datasets import mnist
 
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
