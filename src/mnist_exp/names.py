@@ -27,9 +27,9 @@ SERVED_STORE_ENV = "MNIST_EXP_SERVED_STORE"
 SERVED_AT_ENV = "MNIST_EXP_SERVED_AT"
 # The address `make ui` serves the local store on.
 LOCAL_UI = "http://127.0.0.1:5000"
-# A sweep's size and start, for the jobs' progress lines (sweeps.progress).
+# A sweep's size and each job's work, for the jobs' progress lines (sweeps.progress).
 SWEEP_JOBS_ENV = "MNIST_EXP_SWEEP_JOBS"
-SWEEP_START_ENV = "MNIST_EXP_SWEEP_START"
+SWEEP_WORK_ENV = "MNIST_EXP_SWEEP_WORK"
 # How long a tracking server may be away before a run gives up on it, in seconds (90 unset).
 SERVER_PATIENCE_ENV = "MNIST_EXP_SERVER_PATIENCE"
 # The server this process (and the launcher workers it starts) has reached: from then on, its

@@ -26,7 +26,12 @@ from mnist_exp.config import validate
 from mnist_exp.errors import UserError
 from mnist_exp.identity import plain_dict, run_name
 from mnist_exp.sweeps import dry_run, job
-from mnist_exp.sweeps.launchers import cores_per_job, process_outlives_job, runs_in_this_process
+from mnist_exp.sweeps.launchers import (
+    cores_per_job,
+    jobs_side_by_side,
+    process_outlives_job,
+    runs_in_this_process,
+)
 from mnist_exp.sweeps.search import confirm
 from mnist_exp.sweeps.search.trial import job_trial
 from mnist_exp.tracking import outage
@@ -89,7 +94,8 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
             typed, config, name, threads, log_path, background, trial, tags
         ).history
 
-    return job.run_job(typed, config, name, train, hydra_cfg.job.num)
+    at_once = jobs_side_by_side(hydra_cfg.launcher)
+    return job.run_job(typed, config, name, train, hydra_cfg.job.num, at_once)
 
 
 def command() -> None:

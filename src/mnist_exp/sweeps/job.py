@@ -110,13 +110,19 @@ def with_seeds(arguments: list[str], params: dict | None, seeds: int | None) -> 
 
 
 def run_job(
-    cfg: Config, config: dict[str, Any], name: str, train: Callable[[], dict], position: int = 0
+    cfg: Config,
+    config: dict[str, Any],
+    name: str,
+    train: Callable[[], dict],
+    position: int = 0,
+    side_by_side: int = 1,
 ) -> Any:
     """One job of a sweep: skipped if already done, a failure kept to its own run; the objective
     (NaN for a failure), or the PrunedTrial when a search's pruner stopped it. Then a line of
     the sweep's progress.
 
-    `train` runs the job and returns its per-epoch history; `position` is Hydra's job number.
+    `train` runs the job and returns its per-epoch history; `position` is Hydra's job number;
+    `side_by_side`, how many of the sweep's jobs run at once.
     """
     interrupts.raise_if_received()  # one a library swallowed while the last job was finishing
     check_sweep_job(cfg)
@@ -129,30 +135,32 @@ def run_job(
         if OBJECTIVE not in done.data.metrics:
             log.warning("Run %s has no %s; the sweeper gets NaN", done.info.run_id, OBJECTIVE)
         value = done.data.metrics.get(OBJECTIVE, float("nan"))
-        progress.job_done(position, name, value, 0, skipped=done.info.run_id)
+        progress.job_done(position, name, value, 0, 0, skipped=done.info.run_id)
         return value
-    value = trained(name, train)
-    progress.job_done(position, name, value, time.monotonic() - start, skipped=None)
+    value, fit_seconds = trained(name, train)
+    seconds = time.monotonic() - start
+    progress.job_done(position, name, value, seconds, fit_seconds, None, side_by_side)
     return value
 
 
-def trained(name: str, train: Callable[[], dict]) -> Any:
+def trained(name: str, train: Callable[[], dict]) -> tuple[Any, float]:
     """`train`'s last validation accuracy, or what stopped it (a pruned trial, NaN for a
-    failure, which its run keeps)."""
+    failure, which its run keeps); and the seconds its epochs took (0 when it did not finish)."""
     try:
-        return train()[OBJECTIVE][-1]
+        history = train()
+        return history[OBJECTIVE][-1], sum(history.get("epoch_seconds", []))
     except PrunedTrial as pruned:
         # Returned, not raised: Hydra would log a pruned trial as a job error. The search's
         # sweeper tells its study; the run is already recorded.
-        return pruned
+        return pruned, 0.0
     except TrackingServerLost:
         raise  # every later job would wait for the server in vain
     except RunBusy as busy:
         log.error("Job '%s' not run: %s", name, busy)  # nothing recorded: it is the other's
-        return float("nan")
+        return float("nan"), 0.0
     except Exception as err:
         if disk_full(err) is not None:
             raise  # every later job would fail the same way; the command names the disk
         log.error("Job '%s' failed, recorded as a FAILED run; the sweep goes on: %s: %s",
                   name, type(err).__name__, err)  # fmt: skip
-        return float("nan")
+        return float("nan"), 0.0

@@ -27,6 +27,16 @@ def jobs_at_once(n_jobs: int | None) -> int:
     return max(1, (os.cpu_count() or 1) + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 
+def jobs_side_by_side(launcher: DictConfig) -> int:
+    """How many of a sweep's jobs run at the same time, for its time left: joblib's `n_jobs`, or
+    as many as Ray's reserved cores fit in this machine's (a cluster has more); one for the basic
+    launcher. The together launcher counts its own workers."""
+    reserved = OmegaConf.select(launcher, "ray.remote.num_cpus")  # hydra-ray-launcher
+    if reserved:
+        return max(1, (os.cpu_count() or 1) // int(reserved))
+    return jobs_at_once(launcher.get("n_jobs"))  # hydra-joblib-launcher
+
+
 def cores_per_job(launcher: DictConfig) -> int | None:
     """The cores a job may use: what Ray or the together launcher reserved for it, or this
     machine's cores shared out among the jobs joblib runs at once; None when jobs run one at a

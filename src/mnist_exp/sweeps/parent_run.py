@@ -138,7 +138,6 @@ class SweepParentRun(Callback):
             self.run_id, self.was, how = run.info.run_id, None, ""
         os.environ[PARENT_RUN_ENV] = self.run_id
         self.started_ms = int(time.time() * 1000)
-        progress.sweep_started()
         # Hydra skips on_multirun_end when a job raises or the user presses Ctrl-C.
         atexit.register(self._end, interrupted=True)
         log.info("Sweep parent run %s%s", self.run_id, how)

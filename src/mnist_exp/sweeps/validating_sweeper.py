@@ -69,5 +69,6 @@ class ValidatingSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         loader = self.hydra_context.config_loader
-        self._composed.update(validate_sweep(loader, self.config, batch))
-        progress.sweep_has(sum(map(len, self.overrides)))
+        composed = validate_sweep(loader, self.config, batch)
+        self._composed.update(composed)
+        progress.sweep_has(sum(map(len, self.overrides)), [*map(progress.work, composed.values())])
