@@ -16,6 +16,7 @@ import sys
 from typing import NoReturn
 
 _received: signal.Signals | None = None
+_print_unraisable = sys.unraisablehook  # Python's, which prints what a callback could not raise
 
 
 def stop(signum: int, frame) -> NoReturn:
@@ -50,9 +51,6 @@ def _quiet_about_interrupts(unraisable) -> None:
     # in one line what stopped it: the stack of the callback it landed in is noise.
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
         _print_unraisable(unraisable)
-
-
-_print_unraisable = sys.unraisablehook
 
 
 def _interrupt() -> KeyboardInterrupt:

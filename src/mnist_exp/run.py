@@ -94,8 +94,8 @@ def run_or_sweep_job(cfg: DictConfig) -> float | None:
             typed, config, name, threads, log_path, background, trial, tags
         ).history
 
-    at_once = jobs_side_by_side(hydra_cfg.launcher)
-    return job.run_job(typed, config, name, train, hydra_cfg.job.num, at_once)
+    side_by_side = jobs_side_by_side(hydra_cfg.launcher)
+    return job.run_job(typed, config, name, train, hydra_cfg.job.num, side_by_side)
 
 
 def command() -> None:
