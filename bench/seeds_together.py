@@ -15,6 +15,7 @@ against (1) of the same round, so a busy machine slows both sides alike. Appends
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -112,7 +113,7 @@ def main() -> None:
         "logging CPU s per run |",
         "|---:|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {'–' if b != b else f'{b:.2f}'} | "
+            f"| {r} | {n} | {w:.1f} | {x:.2f} | {f:.1f} | {'–' if math.isnan(b) else f'{b:.2f}'} | "
             f"{g:.2f} |"
             for r, n, w, x, f, b, g in rows
         ),  # fmt: skip

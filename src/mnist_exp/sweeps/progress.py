@@ -108,14 +108,14 @@ def job_done(
     if _handed_to is not None:
         _handed_to(position, name, what, None if skipped else seconds, fit_seconds)
         return
-    measure(position, None if skipped else seconds, fit_seconds)
+    _measure(position, None if skipped else seconds, fit_seconds)
     # Jobs launched one after another (or by joblib or Ray, which start them in order): the
     # ones before this are taken to have ended.
     done = range(min(position + 1, total))
     log.info("%s", line(len(done), total, name, what, seconds_left(done, total, side_by_side)))
 
 
-def measure(position: int, seconds: float | None, fit_seconds: float) -> None:
+def _measure(position: int, seconds: float | None, fit_seconds: float) -> None:
     if seconds is None:
         _skipped.add(position)
     elif fit_seconds:  # a failure's is not a pace to go by
@@ -135,7 +135,7 @@ def job_ended(
     """In the launching process: a worker's job has ended; its line, counted in the order the
     jobs ended, `workers` of them running at a time."""
     total = int(os.environ.get(SWEEP_JOBS_ENV, "0"))
-    measure(position, seconds, fit_seconds)
+    _measure(position, seconds, fit_seconds)
     _ended.add(position)
     if total:
         left = seconds_left(_ended, total, workers)
