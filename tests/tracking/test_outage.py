@@ -169,3 +169,50 @@ def test_a_request_not_retried_still_gets_the_rest_of_the_patience(monkeypatch):
         mlflow.set_tracking_uri(previous)
     assert 3.5 < waited["0"] < 15, waited
     assert waited["3"] < 2, waited  # ceil(log2(4 + 2)) retries: 6 s of MLflow's own, > 4
+
+
+def test_a_request_mlflow_retries_through_a_restart_says_the_server_is_away(
+    store, monkeypatch, caplog
+):
+    """A request in flight as the server goes is retried by MLflow until it is back, out of
+    reach of our own checks: once the sweep stood still through a restart with nothing said."""
+    import logging
+    import threading
+
+    from mnist_exp.tracking import outage
+
+    monkeypatch.setattr(outage, "_away_since", None)
+    for name in outage.retry_settings():
+        monkeypatch.delenv(name, raising=False)  # retry_patiently sets them; restored after
+    port = free_port()
+    with tracking_server(store.root, port) as uri:
+        MlflowClient(uri).create_experiment("restarted")
+    back, done = threading.Event(), threading.Event()
+
+    def restart() -> None:
+        time.sleep(3)
+        with tracking_server(store.root, port):
+            back.set()
+            done.wait(60)
+
+    restarter = threading.Thread(target=restart)
+    restarter.start()
+    loggers = [logging.getLogger(name) for name in (outage.RETRY_LOGGER, outage.ASYNC_LOGGER)]
+    before = [(list(logger.filters), logger.level) for logger in loggers]
+    try:
+        outage.retry_patiently(uri)
+        with caplog.at_level(logging.INFO):
+            found = MlflowClient(uri).get_experiment_by_name("restarted")
+    finally:
+        done.set()
+        restarter.join()
+        for logger, (filters, level) in zip(loggers, before, strict=True):
+            logger.filters[:] = filters
+            logger.setLevel(level)
+    assert back.is_set() and found is not None
+    away = [r.getMessage() for r in caplog.records if "is not answering" in r.getMessage()]
+    assert away == [
+        f"MLflow server {uri} is not answering ([Errno 111] Connection refused); "
+        f"its requests are retried, for up to {outage.patience_seconds()}s"
+    ], away
+    assert "Retrying" not in caplog.text  # urllib3's own warning, one per retry, stays quiet

@@ -70,14 +70,40 @@ def retry_patiently(uri: str) -> None:
         for name, value in retry_settings().items():
             os.environ.setdefault(name, value)
         # urllib3 warns at every retry, and MLflow's background logging at every request that
-        # ran out of them; wait_for_server, ServerWatch and TrackingServerLost say it in words.
-        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        async_logger = logging.getLogger(ASYNC_LOGGER)
-        if not any(isinstance(f, _QuietWhileAway) for f in async_logger.filters):
-            async_logger.addFilter(_QuietWhileAway(uri))
+        # ran out of them; the first retry of an outage, wait_for_server, ServerWatch and
+        # TrackingServerLost say it in words.
+        add_filter_once(RETRY_LOGGER, _RetryAsOneLine(uri))
+        logging.getLogger(RETRY_LOGGER).setLevel(logging.WARNING)
+        add_filter_once(ASYNC_LOGGER, _QuietWhileAway(uri))
 
 
+RETRY_LOGGER = "urllib3.connectionpool"
 ASYNC_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+
+
+def add_filter_once(logger_name: str, new: logging.Filter) -> None:
+    logger = logging.getLogger(logger_name)
+    if not any(type(f) is type(new) for f in logger.filters):
+        logger.addFilter(new)
+
+
+class _RetryAsOneLine(logging.Filter):
+    """A request MLflow retries through a whole restart never reaches our own checks, so
+    without this the sweep would stand still for as long with nothing said."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        retrying = str(record.msg).startswith("Retrying")
+        if retrying and _away_since is None and not has_given_up():
+            problem = health_problem(self.uri, timeout=2)
+            if problem is not None:
+                note_away(self.uri, problem, "its requests are retried")
+        return False
 
 
 class _QuietWhileAway(logging.Filter):
@@ -125,13 +151,21 @@ def still_away(uri: str, meanwhile: str) -> bool:
             log.info("MLflow server %s is back; logging catches up", uri)
         _away_since = None
         return False
-    now = time.monotonic()
-    if _away_since is None:
-        _away_since = now
-        log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
-                    meanwhile, patience_seconds())  # fmt: skip
-    elif now - _away_since > patience_seconds():
+    if not note_away(uri, problem, meanwhile) and (
+        time.monotonic() - _away_since > patience_seconds()
+    ):
         raise given_up(uri, problem)
+    return True
+
+
+def note_away(uri: str, problem: str, meanwhile: str) -> bool:
+    """Start the clock on an outage, with its one line; False when it had already started."""
+    global _away_since
+    if _away_since is not None:
+        return False
+    _away_since = time.monotonic()
+    log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
+                meanwhile, patience_seconds())  # fmt: skip
     return True
 
 
