@@ -37,7 +37,7 @@ from cpu import cpu_line  # noqa: E402
 from mnist_exp.composition import default_config  # noqa: E402
 
 PRESET = {"dense": "+experiment=baseline", "cnn": "+experiment=cnn"}
-# The backend train.backend=auto does not pick for each model (config.FASTEST_BACKEND).
+# The backend train.backend=auto does not pick for each model (choices.FASTEST_BACKEND).
 OTHER_BACKEND = {"dense": "tensorflow", "cnn": "jax"}
 
 

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_exp.config import DenseConfig, LRSchedule, TrainConfig
+from mnist_exp.choices import LRSchedule
+from mnist_exp.config import DenseConfig, TrainConfig
 from mnist_exp.names import IN_SWEEP_TAG, PARENT_TAG, RESTARTED_TAG, RESUMED_TAG
 from mnist_exp.tracking import orphans
 from mnist_exp.training import data, train

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_exp import config
-from mnist_exp.config import Backend, validate
+from mnist_exp import choices
+from mnist_exp.choices import Backend
+from mnist_exp.config import validate
 from mnist_exp.sweeps.together import plan, workers_for
 from tests.helpers import (
     artifact_text,
@@ -161,7 +162,7 @@ def test_workers_fill_the_cores_to_the_end_of_a_sweep(monkeypatch):
 def test_auto_picks_the_fastest_backend_that_is_installed(monkeypatch):
     monkeypatch.delitem(sys.modules, "keras")  # as in a fresh process, before Keras loads
     for installed, dense, cnn in [(True, "jax", "tensorflow"), (False, "tensorflow", "tensorflow")]:
-        monkeypatch.setattr(config, "jax_installed", lambda installed=installed: installed)
+        monkeypatch.setattr(choices, "jax_installed", lambda installed=installed: installed)
         for family, expected in [("dense", dense), ("cnn", cnn)]:
             cfg = compose_config(f"model={family}")
             assert cfg.train.backend is Backend.auto

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from mnist_exp.config import AugmentConfig, CNNConfig, DenseConfig, Padding
+from mnist_exp.choices import Padding
+from mnist_exp.config import AugmentConfig, CNNConfig, DenseConfig
 from mnist_exp.training.models import augmentation, build_model
 
 

@@ -9,16 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_exp.config import (
-    CNNConfig,
-    DenseConfig,
-    LRSchedule,
-    Optimizer,
-    Precision,
-    TrainConfig,
-    TTAConfig,
-    Xla,
-)
+from mnist_exp.choices import LRSchedule, Optimizer, Precision, Xla
+from mnist_exp.config import CNNConfig, DenseConfig, TrainConfig, TTAConfig
 from mnist_exp.training import data, train
 from mnist_exp.training.models import augmentation, build_model
 

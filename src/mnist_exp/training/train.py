@@ -10,14 +10,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from mnist_exp.config import (
-    NUM_CLASSES,
-    LRSchedule,
-    Precision,
-    TrainConfig,
-    TTAConfig,
-    Xla,
-)
+from mnist_exp.choices import LRSchedule, Precision, Xla
+from mnist_exp.config import NUM_CLASSES, TrainConfig, TTAConfig
 from mnist_exp.errors import UserError
 from mnist_exp.training import backend
 from mnist_exp.training.callbacks import EpochTimer, LearningRateInLogs, StopIfInterrupted
