@@ -144,15 +144,33 @@ def test_mlflow_retries_a_user_set_to_zero_change_nothing_in_how_a_sweep_ends(
     assert Path(summary).read_text().startswith(f"Sweep FINISHED (parent run {parent.info.run_id})")
 
 
-def test_a_request_not_retried_still_gets_the_rest_of_the_patience(monkeypatch):
+@pytest.fixture
+def fresh_outage_state(monkeypatch):
+    """This process's outage state and logging as before any server went away, and put back
+    after: retry_patiently and given_up change them for the rest of a process."""
+    import logging
+
+    from mnist_exp.tracking import outage
+
+    for name, value in (("_away_since", None), ("_said_away", False), ("_given_up_on", None)):
+        monkeypatch.setattr(outage, name, value)
+    for name in outage.retry_settings():
+        monkeypatch.delenv(name, raising=False)
+    loggers = [logging.getLogger(name) for name in (outage.RETRY_LOGGER, outage.ASYNC_LOGGER)]
+    before = [(list(logger.filters), logger.level) for logger in loggers]
+    yield outage
+    for logger, (filters, level) in zip(loggers, before, strict=True):
+        logger.filters[:] = filters
+        logger.setLevel(level)
+
+
+def test_a_request_not_retried_still_gets_the_rest_of_the_patience(fresh_outage_state, monkeypatch):
     """With the user's MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 a request fails at once; the server
     still gets our patience before the run gives up on it (and with our own retry settings,
     which outlast the patience, nothing more is waited)."""
     import mlflow
 
-    from mnist_exp.tracking import outage
-
-    monkeypatch.setattr(outage, "_given_up_on", None)  # restored after: this process goes on
+    outage = fresh_outage_state
     monkeypatch.setenv("MNIST_EXP_SERVER_PATIENCE", "4")
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # nothing listens there
@@ -172,18 +190,14 @@ def test_a_request_not_retried_still_gets_the_rest_of_the_patience(monkeypatch):
 
 
 def test_a_request_mlflow_retries_through_a_restart_says_the_server_is_away(
-    store, monkeypatch, caplog
+    store, fresh_outage_state, caplog
 ):
     """A request in flight as the server goes is retried by MLflow until it is back, out of
     reach of our own checks: once the sweep stood still through a restart with nothing said."""
     import logging
     import threading
 
-    from mnist_exp.tracking import outage
-
-    monkeypatch.setattr(outage, "_away_since", None)
-    for name in outage.retry_settings():
-        monkeypatch.delenv(name, raising=False)  # retry_patiently sets them; restored after
+    outage = fresh_outage_state
     port = free_port()
     with tracking_server(store.root, port) as uri:
         MlflowClient(uri).create_experiment("restarted")
@@ -197,8 +211,6 @@ def test_a_request_mlflow_retries_through_a_restart_says_the_server_is_away(
 
     restarter = threading.Thread(target=restart)
     restarter.start()
-    loggers = [logging.getLogger(name) for name in (outage.RETRY_LOGGER, outage.ASYNC_LOGGER)]
-    before = [(list(logger.filters), logger.level) for logger in loggers]
     try:
         outage.retry_patiently(uri)
         with caplog.at_level(logging.INFO):
@@ -206,9 +218,6 @@ def test_a_request_mlflow_retries_through_a_restart_says_the_server_is_away(
     finally:
         done.set()
         restarter.join()
-        for logger, (filters, level) in zip(loggers, before, strict=True):
-            logger.filters[:] = filters
-            logger.setLevel(level)
     assert back.is_set() and found is not None
     away = [r.getMessage() for r in caplog.records if "is not answering" in r.getMessage()]
     assert away == [
@@ -216,3 +225,26 @@ def test_a_request_mlflow_retries_through_a_restart_says_the_server_is_away(
         f"its requests are retried, for up to {outage.patience_seconds()}s"
     ], away
     assert "Retrying" not in caplog.text  # urllib3's own warning, one per retry, stays quiet
+
+
+def test_an_outage_seen_only_through_retries_leaves_the_next_one_its_whole_patience(
+    fresh_outage_state, monkeypatch
+):
+    """Nothing sees a retried-through outage end, so it must not start the patience's clock: a
+    clock left running since then gave up at once on the next outage."""
+    import logging
+
+    outage = fresh_outage_state
+    monkeypatch.setenv("MNIST_EXP_SERVER_PATIENCE", "2")
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    outage.retry_patiently(uri)
+    # urllib3's own call, as MLflow's request session makes it at a retry
+    logging.getLogger(outage.RETRY_LOGGER).warning(
+        "Retrying (%r) after connection broken by '%r': %s",
+        "Retry(total=6)", "NewConnectionError(...)", "/api/2.0/mlflow/runs/create",
+    )  # fmt: skip
+    time.sleep(3)  # longer than the patience; the server came back, unseen, and went again
+    assert outage.still_away(uri, "waiting for it") is True  # not TrackingServerLost
+    time.sleep(3)
+    with pytest.raises(outage.TrackingServerLost):
+        outage.still_away(uri, "waiting for it")

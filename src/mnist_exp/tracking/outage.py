@@ -99,10 +99,10 @@ class _RetryAsOneLine(logging.Filter):
         if record.levelno >= logging.ERROR:
             return True
         retrying = str(record.msg).startswith("Retrying")
-        if retrying and _away_since is None and not has_given_up():
+        if retrying and not _said_away and not has_given_up():
             problem = health_problem(self.uri, timeout=2)
             if problem is not None:
-                note_away(self.uri, problem, "its requests are retried")
+                say_away(self.uri, problem, "its requests are retried")
         return False
 
 
@@ -137,36 +137,38 @@ def wait_if_away() -> None:
             time.sleep(2)
 
 
-# When this process found the server away, while it still is; shared by the checks above and
-# the Keras callback below, so that the patience counts from the start of the outage.
+# When this process's own checks found the server away, while it still is; shared by the checks
+# above and the Keras callback below, so that the patience counts from the start of the outage.
 _away_since: float | None = None
+# Whether this outage's line is out. Kept apart from the clock: a request MLflow retried through
+# an outage says so without starting it, since nothing sees such an outage end, and a clock left
+# running would give up at once on the next one.
+_said_away = False
 
 
 def still_away(uri: str, meanwhile: str) -> bool:
     """Whether the server is away; gives up (raises) once it has been for patience_seconds()."""
-    global _away_since
+    global _away_since, _said_away
     problem = health_problem(uri, timeout=2)
     if problem is None:
-        if _away_since is not None:
+        if _said_away:
             log.info("MLflow server %s is back; logging catches up", uri)
-        _away_since = None
+        _away_since, _said_away = None, False
         return False
-    if not note_away(uri, problem, meanwhile) and (
-        time.monotonic() - _away_since > patience_seconds()
-    ):
+    if _away_since is None:
+        _away_since = time.monotonic()
+        say_away(uri, problem, meanwhile)
+    elif time.monotonic() - _away_since > patience_seconds():
         raise given_up(uri, problem)
     return True
 
 
-def note_away(uri: str, problem: str, meanwhile: str) -> bool:
-    """Start the clock on an outage, with its one line; False when it had already started."""
-    global _away_since
-    if _away_since is not None:
-        return False
-    _away_since = time.monotonic()
-    log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
-                meanwhile, patience_seconds())  # fmt: skip
-    return True
+def say_away(uri: str, problem: str, meanwhile: str) -> None:
+    global _said_away
+    if not _said_away:
+        _said_away = True
+        log.warning("MLflow server %s is not answering (%s); %s, for up to %ds", uri, problem,
+                    meanwhile, patience_seconds())  # fmt: skip
 
 
 # The server this process gave up on; its own state, never read from MLflow's variables (a
@@ -189,6 +191,7 @@ def lost_server(err: BaseException) -> TrackingServerLost | None:
     the server answers, or comes back within its patience: then `err` is the run's own)."""
     import mlflow
 
+    global _said_away
     if isinstance(err, TrackingServerLost):
         return err
     uri = mlflow.get_tracking_uri()
@@ -202,13 +205,13 @@ def lost_server(err: BaseException) -> TrackingServerLost | None:
     # less, and then the rest of the patience is waited here, as for any outage.
     deadline = time.monotonic() + patience_seconds() - mlflow_retry_seconds()
     if time.monotonic() < deadline:
-        log.warning("MLflow server %s is not answering (%s); waiting for it, for up to %ds",
-                    uri, problem, deadline - time.monotonic())  # fmt: skip
+        say_away(uri, problem, "waiting for it")  # unless its retries said so already
     while time.monotonic() < deadline:
         time.sleep(2)
         problem = health_problem(uri, timeout=2)
         if problem is None:
             log.info("MLflow server %s is back", uri)
+            _said_away = False
             return None
     return given_up(uri, problem)
 
