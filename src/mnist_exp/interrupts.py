@@ -19,7 +19,7 @@ _received: signal.Signals | None = None
 _print_unraisable = sys.unraisablehook  # Python's, which prints what a callback could not raise
 
 
-def stop(signum: int, frame) -> NoReturn:
+def _stop(signum: int, frame) -> NoReturn:
     """The handler: SIGINT (Ctrl-C) and SIGTERM (`kill`, job schedulers) both end the work as a
     KeyboardInterrupt, so what was running is recorded KILLED rather than dropped mid-write."""
     global _received
@@ -28,20 +28,20 @@ def stop(signum: int, frame) -> NoReturn:
 
 
 def handle() -> None:
-    """Installs `stop` in this process (from its main thread). SIGINT only where Python's own
+    """Installs `_stop` in this process (from its main thread). SIGINT only where Python's own
     handler has it: a process started with Ctrl-C ignored (in the background) keeps ignoring it."""
     global _print_unraisable
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _stop)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGINT, _stop)
     if sys.unraisablehook is not _quiet_about_interrupts:
         _print_unraisable = sys.unraisablehook
         sys.unraisablehook = _quiet_about_interrupts
 
 
 def raise_if_received() -> None:
-    """Raises the interrupt again if a signal came (and was perhaps swallowed) since `stop` was
-    installed: the process is on its way out, whatever caught it."""
+    """Raises the interrupt again if a signal came (and was perhaps swallowed) since `handle`
+    installed it: the process is on its way out, whatever caught it."""
     if _received is not None:
         raise _interrupt()
 

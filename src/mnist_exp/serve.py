@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Ctrl-C stops it even when started from a script in the background (which ignores SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupts.stop)
+    interrupts.handle()
     check_model(args.model, args.tracking_uri)
     return serve(args.model, args.tracking_uri, args.port)
 

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="users and passwords (MLflow's basic-auth app, users in STORE/auth/); "
                         "the admin's credentials go to STORE/auth/credentials")  # fmt: skip
     args, command = options_and_the_rest(parser, argv)
-    signal.signal(signal.SIGTERM, interrupts.stop)
+    interrupts.handle()
     try:
         with tracking_server(args.store, args.port or None, auth=args.auth) as uri:
             ui = f"{uri}/#/experiments?workflowType=machine_learning"

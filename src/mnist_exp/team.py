@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep PostgreSQL's data and the artifacts here (default: a tmp "
                         "folder, removed at the end)")  # fmt: skip
     args, overrides = options_and_the_rest(parser, argv)
-    signal.signal(signal.SIGTERM, interrupts.stop)
+    interrupts.handle()
     # A short path: PostgreSQL's unix socket lives in it, and those paths are limited to ~100.
     folder = args.dir.resolve() if args.dir else Path(tempfile.mkdtemp(prefix="team-", dir="/tmp"))
     try:
