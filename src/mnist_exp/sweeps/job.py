@@ -139,7 +139,9 @@ def run_job(
         return value
     value, fit_seconds = trained(name, train)
     seconds = time.monotonic() - start
-    progress.job_done(position, name, value, seconds, fit_seconds, None, side_by_side)
+    progress.job_done(
+        position, name, value, seconds, fit_seconds, skipped=None, side_by_side=side_by_side
+    )
     return value
 
 
